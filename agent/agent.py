@@ -1,0 +1,224 @@
+"""The Agent facade: one object that owns the image store, the models, the graph and the
+threads, and answers `ask(question, images)`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AnyMessage, HumanMessage
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from sensorium.agent.llm import load_chat_model
+from sensorium.agent.planner import AgentPlanner
+from sensorium.agent.responder import AgentResponder
+from sensorium.agent.router import Router
+from sensorium.agent.settings import Settings
+from sensorium.graphs import Decision, Plan, compile_graph, memory_checkpointer
+from sensorium.tools import (
+    Evidence,
+    ImageRef,
+    ImageStore,
+    ModelHost,
+    ModelUnavailableError,
+    Registry,
+    ToolContext,
+    UserError,
+    default_host,
+)
+from sensorium.tools.lite_models import embed_texts
+
+ImageInput = str | Path | bytes | Image.Image | ImageRef
+
+
+class TurnResult(BaseModel):
+    """Everything one turn produced: the reply, the decision, the plan and the evidence."""
+
+    thread_id: str
+    question: str
+    reply: str
+    answer: str | None = Field(None, description="the decided answer of the first image")
+    confidence: float = 0.0
+    abstained: bool = True
+    decisions: list[Decision] = Field(default_factory=list)
+    plan: Plan = Field(default_factory=Plan)
+    evidence: list[Evidence] = Field(default_factory=list)
+    images: list[ImageRef] = Field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """The stable JSON shape the CLI prints with `--json`."""
+        return {
+            "thread_id": self.thread_id,
+            "question": self.question,
+            "answer": self.answer,
+            "confidence": round(self.confidence, 4),
+            "abstained": self.abstained,
+            "reply": self.reply,
+            "plan": [
+                {"tool": c.tool, "arguments": _plain(c.arguments), "source": c.source}
+                for c in self.plan.calls
+            ],
+            "plan_notes": self.plan.notes,
+            "evidence": [
+                {
+                    "expert": e.expert,
+                    "answer": e.answer,
+                    "confidence": round(e.confidence, 4),
+                    "latency_ms": round(e.latency_ms, 1),
+                    "error": e.error,
+                    "image": e.image,
+                    "payload": {k: v for k, v in e.payload.items() if k != "vector"},
+                }
+                for e in self.evidence
+            ],
+            "decisions": [d.model_dump(mode="json") for d in self.decisions],
+            "images": [i.model_dump(mode="json") for i in self.images],
+        }
+
+
+def _plain(arguments: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.sha256 if isinstance(v, ImageRef) else v) for k, v in arguments.items()}
+
+
+def check_question(question: object, max_chars: int) -> str:
+    """The question, stripped; raises `UserError` for a non-string, empty or huge question."""
+    if not isinstance(question, str):
+        raise UserError(f"the question must be text, not {type(question).__name__}")
+    text = question.strip()
+    if not text:
+        raise UserError("the question is empty; ask something, e.g. 'What is in this image?'")
+    if len(text) > max_chars:
+        raise UserError(
+            f"the question is {len(text):,} characters long; the limit is {max_chars:,} "
+            "(max_question_chars); shorten it"
+        )
+    return text
+
+
+class Agent:
+    """A multimodal agent. `ask` runs one turn; threads keep the conversation.
+
+    Args:
+        settings: configuration (defaults: lite profile, per-user data directory)
+        chat_model: a LangChain chat model, None for no LLM, or "auto" to load the
+            configured backend (falling back to no LLM, with a warning, if it is missing)
+        checkpointer: where threads persist (default: in memory)
+        registry: the tools to use (default: every installed tool, or `settings.tools`)
+        host: the model host (default: the process-wide one)
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        chat_model: BaseChatModel | None | Literal["auto"] = "auto",
+        checkpointer: BaseCheckpointSaver[Any] | None = None,
+        registry: Registry | None = None,
+        host: ModelHost | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.warnings: list[str] = []
+        self.host = host or default_host(self.settings.device)
+        self.images = ImageStore(
+            self.settings.images_dir,
+            max_pixels=self.settings.max_image_pixels,
+            max_bytes=self.settings.max_image_bytes,
+        )
+        self.context = ToolContext(
+            host=self.host, images=self.images, cache_dir=self.settings.cache_dir
+        )
+        self.registry = registry or Registry.discover(self.settings.tools)
+        if chat_model == "auto":
+            try:
+                chat_model = load_chat_model(self.settings.llm, self.host)
+            except ModelUnavailableError as exc:
+                self.warnings.append(f"no LLM ({exc}); planning with the router only")
+                chat_model = None
+        self.chat_model = chat_model
+        self.router = Router(
+            self.registry,
+            lambda texts: embed_texts(self.context, texts),
+            max_tools=self.settings.planner.max_tools,
+        )
+        self.planner = AgentPlanner(
+            self.registry, self.router, chat_model, self.settings.planner
+        )
+        self.responder = AgentResponder(chat_model)
+        self.graph: CompiledStateGraph[Any, Any, Any, Any] = compile_graph(
+            planner=self.planner,
+            responder=self.responder,
+            registry=self.registry,
+            context=self.context,
+            fusion=self.settings.fusion,
+            expert_timeout_s=self.settings.expert_timeout_s,
+            checkpointer=checkpointer or memory_checkpointer(),
+        )
+
+    def add_image(self, image: ImageInput) -> ImageRef:
+        """Put an image in the store (a path, encoded bytes, a Pillow image, or a reference)."""
+        if isinstance(image, ImageRef):
+            self.images.load(image)  # raises if the store does not hold it
+            return image
+        if isinstance(image, Image.Image):
+            return self.images.add_image(image)
+        if isinstance(image, bytes):
+            return self.images.add_bytes(image)
+        if isinstance(image, str | Path):
+            return self.images.add(image)
+        raise UserError(
+            f"an image must be a path, bytes, a PIL image or an ImageRef, not {type(image).__name__}"
+        )
+
+    def ask(
+        self, question: str, images: Sequence[ImageInput] = (), *, thread_id: str | None = None
+    ) -> TurnResult:
+        """Run one turn on a thread (a new thread when `thread_id` is None)."""
+        text = check_question(question, self.settings.max_question_chars)
+        refs = [self.add_image(image) for image in images]
+        thread = thread_id or uuid.uuid4().hex
+        state = self.graph.invoke(
+            {"messages": [HumanMessage(text)], "question": text, "images": refs},
+            {"configurable": {"thread_id": thread}},
+        )
+        decisions: list[Decision] = state.get("decisions", [])
+        first = decisions[0] if decisions else None
+        return TurnResult(
+            thread_id=thread,
+            question=text,
+            reply=state.get("reply", ""),
+            answer=first.answer if first else None,
+            confidence=first.confidence if first else 0.0,
+            abstained=first.abstained if first else True,
+            decisions=decisions,
+            plan=state.get("plan", Plan()),
+            evidence=state.get("evidence", []),
+            images=refs,
+        )
+
+    def history(self, thread_id: str) -> list[AnyMessage]:
+        """The messages of a thread so far (empty for an unknown thread)."""
+        snapshot = self.graph.get_state({"configurable": {"thread_id": thread_id}})
+        return list(snapshot.values.get("messages", []))
+
+
+def build_graph(
+    settings: Settings | None = None,
+    *,
+    chat_model: BaseChatModel | None | Literal["auto"] = "auto",
+    checkpointer: BaseCheckpointSaver[Any] | None = None,
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """The turn graph, wired with the configured planner, responder and tools.
+
+    Invoke it like any LangGraph graph, with images already in the agent's store::
+
+        graph.invoke({"messages": [HumanMessage(q)], "question": q, "images": [ref]},
+                     {"configurable": {"thread_id": "t1"}})
+    """
+    return Agent(settings, chat_model=chat_model, checkpointer=checkpointer).graph

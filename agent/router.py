@@ -1,0 +1,101 @@
+"""The deterministic router: which experts suit a request, without an LLM.
+
+Two signals. The form of the question ("what colour", "is this a", "describe") names the
+built-in experts that answer that form. The meaning of the request, embedded with the text
+encoder, is compared with each tool's description and examples, which also lets plugin tools
+be routed to without any rule naming them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from sensorium.tools import Registry, Tool
+from sensorium.tools.questions import QuestionKind, question_kind
+
+# Built-in experts that answer each form of question, best first.
+_RULES: dict[QuestionKind, tuple[str, ...]] = {
+    "colour": ("colours",),  # ConSE carries no colour: zero-shot VQA only adds noise
+    "count": ("answer_question",),
+    "shape": ("answer_question",),
+    "describe": ("caption",),
+    "animal": ("classify", "answer_question"),
+    "what": ("classify", "answer_question"),
+    "yes_no": ("classify", "answer_question"),
+    "other": (),
+}
+_COLOUR_WORDS = {
+    "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white",
+    "gray", "grey",
+}  # fmt: skip
+_EMBED_WORDS = {"embed", "embedding", "embeddings", "vector", "vectors"}
+
+Embedder = Callable[[list[str]], np.ndarray]
+
+
+class Router:
+    """Scores tools for a request; `route` returns tool names, best first."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        embed: Embedder | None = None,
+        *,
+        similarity_floor: float = 0.45,
+        max_tools: int = 3,
+    ) -> None:
+        self.registry = registry
+        self.embed = embed
+        self.similarity_floor = similarity_floor
+        self.max_tools = max_tools
+        self._tool_vectors: dict[str, np.ndarray] | None = None
+
+    def _vectors(self) -> dict[str, np.ndarray]:
+        if self._tool_vectors is None:
+            assert self.embed is not None
+            self._tool_vectors = {}
+            for tool in self.registry:
+                texts = [tool.description, *tool.examples]
+                self._tool_vectors[tool.name] = self.embed(texts)
+        return self._tool_vectors
+
+    def similarities(self, request: str) -> dict[str, float]:
+        """Cosine similarity of the request to each tool's closest description or example."""
+        if self.embed is None or not request.strip():
+            return {}
+        query = self.embed([request])[0]
+        return {name: float((rows @ query).max()) for name, rows in self._vectors().items()}
+
+    def route(self, request: str) -> list[str]:
+        """Tool names for a request, best first (empty when nothing fits)."""
+        words = set(request.lower().replace("?", " ").replace(",", " ").split())
+        kind = question_kind(request)
+        chosen: list[str] = []
+        if words & _EMBED_WORDS:
+            chosen.append("embed_image")
+        elif kind == "yes_no" and words & _COLOUR_WORDS:
+            chosen.append("colours")
+        else:
+            chosen += _RULES[kind]
+        chosen = [name for name in chosen if name in self.registry]
+        scores = self.similarities(request)
+        # Tools no rule knows (plugins) join when they are the closest match by meaning.
+        if scores:
+            best, best_score = max(scores.items(), key=lambda item: item[1])
+            if best not in chosen and best_score >= self.similarity_floor:
+                if not chosen or _is_plugin(self.registry.get(best)):
+                    chosen.insert(0, best) if not chosen else chosen.append(best)
+        return list(dict.fromkeys(chosen))[: self.max_tools]
+
+    def plausible(self, request: str, tool: str) -> bool:
+        """Whether `tool` is a reasonable choice for the request (used to vet LLM picks)."""
+        if tool in self.route(request):
+            return True
+        scores = self.similarities(request)
+        return scores.get(tool, 0.0) >= self.similarity_floor
+
+
+def _is_plugin(tool: Tool) -> bool:
+    return not tool.fn.__module__.startswith("sensorium.")

@@ -1,0 +1,39 @@
+"""The state graph: turn state and reducers, decision-level fusion, the graph builder, and
+checkpointing. It knows tools, not LLMs: planner and responder are passed in.
+"""
+
+from sensorium.graphs.builder import ExpertRunner, compile_graph
+from sensorium.graphs.checkpoint import memory_checkpointer, sqlite_checkpointer
+from sensorium.graphs.fusion import Decision, FusionSettings, Vote, fuse, fuse_by_image
+from sensorium.graphs.normalize import normalise_answer
+from sensorium.graphs.state import (
+    ExpertTask,
+    Plan,
+    Planner,
+    ResetEvidence,
+    Responder,
+    ToolCall,
+    TurnState,
+    merge_evidence,
+)
+
+__all__ = [
+    "Decision",
+    "ExpertRunner",
+    "ExpertTask",
+    "FusionSettings",
+    "Plan",
+    "Planner",
+    "ResetEvidence",
+    "Responder",
+    "ToolCall",
+    "TurnState",
+    "Vote",
+    "compile_graph",
+    "fuse",
+    "fuse_by_image",
+    "memory_checkpointer",
+    "merge_evidence",
+    "normalise_answer",
+    "sqlite_checkpointer",
+]

@@ -1,0 +1,119 @@
+"""The turn graph: plan -> experts (parallel fan-out with `Send`) -> fuse -> respond.
+
+`compile_graph` takes its collaborators (planner, responder, tools) as arguments, so the graph
+knows nothing of LLMs; `sensorium.build_graph(settings)` wires in the real ones.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+from langchain_core.messages import AIMessage
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Send
+
+from sensorium.graphs.fusion import FusionSettings, fuse_by_image
+from sensorium.graphs.state import (
+    ExpertTask,
+    Plan,
+    Planner,
+    ResetEvidence,
+    Responder,
+    ToolCall,
+    TurnState,
+)
+from sensorium.tools import Evidence, Registry, ToolContext
+
+
+class ExpertRunner:
+    """Runs one tool call with a time limit; any failure becomes Evidence with `error`."""
+
+    def __init__(self, registry: Registry, context: ToolContext, timeout_s: float) -> None:
+        self.registry = registry
+        self.context = context
+        self.timeout_s = timeout_s
+        # Python threads cannot be killed: a timed-out expert finishes in the background
+        # while the turn moves on without it.
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sensorium-expert")
+
+    def __call__(self, call: ToolCall) -> Evidence:
+        if call.tool not in self.registry:
+            return Evidence(expert=call.tool, error=f"no tool named {call.tool!r} is installed")
+        tool = self.registry.get(call.tool)
+        future = self._pool.submit(tool.run, self.context, dict(call.arguments))
+        try:
+            return future.result(timeout=self.timeout_s)
+        except FutureTimeout:
+            image = next(
+                (getattr(v, "sha256", None) for v in call.arguments.values() if v is not None),
+                None,
+            )
+            return Evidence(
+                expert=call.tool,
+                error=f"timed out after {self.timeout_s:g} s",
+                latency_ms=self.timeout_s * 1000,
+                image=image if isinstance(image, str) else None,
+            )
+
+
+def compile_graph(
+    *,
+    planner: Planner,
+    responder: Responder,
+    registry: Registry,
+    context: ToolContext,
+    fusion: FusionSettings | None = None,
+    expert_timeout_s: float = 120.0,
+    checkpointer: BaseCheckpointSaver[Any] | None = None,
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """Build and compile the turn graph from its collaborators."""
+    fusion = fusion or FusionSettings()
+    run_expert = ExpertRunner(registry, context, expert_timeout_s)
+
+    def plan(state: TurnState) -> dict[str, Any]:
+        chosen = planner.plan(
+            state.get("question", ""), list(state.get("images", [])), state.get("messages", [])
+        )
+        return {"plan": chosen, "evidence": ResetEvidence(), "decisions": [], "reply": ""}
+
+    def fan_out(state: TurnState) -> list[Send] | str:
+        calls = state["plan"].calls
+        if not calls:
+            return "fuse"
+        return [Send("expert", ExpertTask(call=call)) for call in calls]
+
+    def expert(task: ExpertTask) -> dict[str, Any]:
+        return {"evidence": [run_expert(task["call"])]}
+
+    def fuse(state: TurnState) -> dict[str, Any]:
+        answering = [
+            e
+            for e in state.get("evidence", [])
+            if e.expert in registry and registry.get(e.expert).answers_questions
+        ]
+        return {"decisions": fuse_by_image(answering, fusion)}
+
+    def respond(state: TurnState) -> dict[str, Any]:
+        reply = responder.respond(
+            state.get("question", ""),
+            state.get("decisions", []),
+            state.get("evidence", []),
+            state.get("plan", Plan()),
+        )
+        return {"reply": reply, "messages": [AIMessage(content=reply)]}
+
+    graph = StateGraph(TurnState)
+    graph.add_node("plan", plan)
+    graph.add_node("expert", expert)  # type: ignore[arg-type]
+    graph.add_node("fuse", fuse)
+    graph.add_node("respond", respond)
+    graph.add_edge(START, "plan")
+    graph.add_conditional_edges("plan", fan_out, ["expert", "fuse"])
+    graph.add_edge("expert", "fuse")
+    graph.add_edge("fuse", "respond")
+    graph.add_edge("respond", END)
+    return graph.compile(checkpointer=checkpointer)

@@ -1,0 +1,59 @@
+"""Sensorium: a multimodal agent that routes questions about images to modality experts,
+runs them in parallel, fuses their answers with calibrated confidences, and shows the evidence.
+
+    from sensorium import Agent
+    agent = Agent()
+    result = agent.ask("What animal is this?", ["cat.jpg"])
+    print(result.reply, result.confidence)
+"""
+
+from sensorium.agent import Agent, LLMSettings, PlannerSettings, Settings, TurnResult, build_graph
+from sensorium.config import load_settings
+from sensorium.graphs import Decision, FusionSettings, Plan, ToolCall, fuse, normalise_answer
+from sensorium.tools import (
+    Evidence,
+    ImageInputError,
+    ImageRef,
+    ImageStore,
+    ModelUnavailableError,
+    Registry,
+    SensoriumError,
+    Tool,
+    ToolContext,
+    ToolDefinitionError,
+    ToolInputError,
+    UserError,
+    expert,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Agent",
+    "Decision",
+    "Evidence",
+    "FusionSettings",
+    "ImageInputError",
+    "ImageRef",
+    "ImageStore",
+    "LLMSettings",
+    "ModelUnavailableError",
+    "Plan",
+    "PlannerSettings",
+    "Registry",
+    "SensoriumError",
+    "Settings",
+    "Tool",
+    "ToolCall",
+    "ToolContext",
+    "ToolDefinitionError",
+    "ToolInputError",
+    "TurnResult",
+    "UserError",
+    "__version__",
+    "build_graph",
+    "expert",
+    "fuse",
+    "load_settings",
+    "normalise_answer",
+]

@@ -1,0 +1,37 @@
+"""Modality experts: the `Tool` declaration, the registry, the model host, the image store,
+and the built-in experts (registered through the `sensorium.tools` entry-point group).
+"""
+
+from sensorium.tools.base import Tool, ToolContext, expert
+from sensorium.tools.errors import (
+    ImageInputError,
+    ModelUnavailableError,
+    SensoriumError,
+    ToolDefinitionError,
+    ToolInputError,
+    UserError,
+)
+from sensorium.tools.evidence import Evidence, ImageRef
+from sensorium.tools.host import ModelHost, default_host
+from sensorium.tools.images import ImageStore
+from sensorium.tools.registry import ENTRY_POINT_GROUP, Registry, discover_tools
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Evidence",
+    "ImageInputError",
+    "ImageRef",
+    "ImageStore",
+    "ModelHost",
+    "ModelUnavailableError",
+    "Registry",
+    "SensoriumError",
+    "Tool",
+    "ToolContext",
+    "ToolDefinitionError",
+    "ToolInputError",
+    "UserError",
+    "default_host",
+    "discover_tools",
+    "expert",
+]

@@ -1,0 +1,72 @@
+"""The ImageNet classifier expert (EfficientNet-Lite0 on the lite profile)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from sensorium.tools.base import ToolContext, expert
+from sensorium.tools.evidence import Evidence, ImageRef
+from sensorium.tools.imagenet import class_names, everyday_name, is_animal
+from sensorium.tools.lite_models import class_probabilities
+from sensorium.tools.questions import question_kind, yes_no_subject
+
+
+def everyday_probabilities(probs: np.ndarray, animals_only: bool = False) -> dict[str, float]:
+    """Class probabilities summed by everyday word ("cat" gathers every cat breed)."""
+    totals: dict[str, float] = defaultdict(float)
+    for index, p in enumerate(probs):
+        if animals_only and not is_animal(index):
+            continue
+        totals[everyday_name(index)] += float(p)
+    return dict(sorted(totals.items(), key=lambda item: -item[1]))
+
+
+@expert(
+    examples=[
+        "What animal is this?",
+        "What is in this picture?",
+        "What object is this?",
+        "Is this a dog?",
+        "What breed is this dog?",
+        "Identify the main object",
+    ]
+)
+def classify(ctx: ToolContext, image: ImageRef, question: str = "", top_k: int = 5) -> Evidence:
+    """Name the main object or animal in an image (ImageNet-1k classes).
+
+    Args:
+        image: the image to classify
+        question: the user's question, if any; shapes the answer (a yes/no question gets yes/no)
+        top_k: how many fine-grained labels to report
+    """
+    probs = class_probabilities(ctx, image)
+    order = np.argsort(probs)[::-1][: max(1, top_k)]
+    labels = [{"label": class_names()[i], "probability": round(float(probs[i]), 4)} for i in order]
+    kind = question_kind(question) if question else "what"
+    grouped = everyday_probabilities(probs, animals_only=kind == "animal")
+    payload = {"labels": labels, "everyday": dict(list(grouped.items())[:top_k])}
+    if kind == "yes_no" and (subject := yes_no_subject(question)) is not None:
+        p_subject = _subject_probability(probs, grouped, subject)
+        if p_subject is not None:
+            answer = "yes" if p_subject >= 0.5 else "no"
+            confidence = p_subject if answer == "yes" else 1 - p_subject
+            return Evidence(
+                answer=answer, confidence=confidence, payload=payload | {"subject": subject}
+            )
+    word, mass = next(iter(grouped.items()))
+    return Evidence(answer=word, confidence=min(1.0, mass), payload=payload)
+
+
+def _subject_probability(
+    probs: np.ndarray, grouped: dict[str, float], subject: str
+) -> float | None:
+    """P(subject) when the subject is a word the classifier knows, else None."""
+    if subject in grouped:
+        return grouped[subject]
+    singular = subject[:-1] if subject.endswith("s") else subject
+    if singular in grouped:
+        return grouped[singular]
+    hits = [i for i, name in enumerate(class_names()) if name.lower() == subject]
+    return float(sum(probs[i] for i in hits)) if hits else None

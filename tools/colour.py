@@ -1,0 +1,79 @@
+"""The colour expert: named dominant colours from pixel statistics (no model needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sensorium.tools.base import ToolContext, expert
+from sensorium.tools.evidence import Evidence, ImageRef
+from sensorium.tools.questions import question_kind
+
+COLOUR_NAMES = (
+    "black", "white", "gray", "red", "orange", "yellow", "green", "blue", "purple", "pink",
+    "brown",
+)  # fmt: skip
+
+
+def colour_fractions(rgb: np.ndarray) -> dict[str, float]:
+    """Fraction of pixels of each basic colour name, largest first, for an (H, W, 3) uint8."""
+    pixels = rgb.reshape(-1, 3).astype(np.float32) / 255.0
+    high, low = pixels.max(1), pixels.min(1)
+    chroma = high - low
+    saturation = np.where(high > 0, chroma / np.maximum(high, 1e-6), 0.0)
+    hue = _hue_degrees(pixels, high, chroma)
+    names = np.full(len(pixels), "", dtype=object)
+    hue_names = np.select(
+        [hue < 15, hue < 40, hue < 70, hue < 170, hue < 260, hue < 290, hue < 335],
+        ["red", "orange", "yellow", "green", "blue", "purple", "pink"],
+        "red",
+    )
+    names[:] = hue_names
+    brownish = (hue < 45) & (high < 0.65) & (saturation > 0.25)
+    names[brownish] = "brown"
+    names[(saturation < 0.18) | (chroma < 0.08)] = "gray"
+    names[(saturation < 0.18) & (high > 0.85)] = "white"
+    names[high < 0.18] = "black"
+    values, counts = np.unique(names.astype(str), return_counts=True)
+    fractions = {str(v): float(c) / len(pixels) for v, c in zip(values, counts, strict=True)}
+    return dict(sorted(fractions.items(), key=lambda item: -item[1]))
+
+
+def _hue_degrees(pixels: np.ndarray, high: np.ndarray, chroma: np.ndarray) -> np.ndarray:
+    r, g, b = pixels[:, 0], pixels[:, 1], pixels[:, 2]
+    safe = np.maximum(chroma, 1e-6)
+    hue = np.where(
+        high == r, ((g - b) / safe) % 6, np.where(high == g, (b - r) / safe + 2, (r - g) / safe + 4)
+    )
+    return np.asarray(hue * 60.0)
+
+
+@expert(
+    examples=[
+        "What colour is this?",
+        "What color is the car?",
+        "Which colours dominate this photo?",
+        "Is it red?",
+    ]
+)
+def colours(ctx: ToolContext, image: ImageRef, question: str = "", top_k: int = 3) -> Evidence:
+    """Name the dominant colours of an image from its pixels (basic colour terms).
+
+    Args:
+        image: the image to look at
+        question: the user's question; a yes/no question about one colour gets yes/no
+        top_k: how many colours to report
+    """
+    thumbnail = ctx.images.load(image).resize((64, 64))
+    fractions = colour_fractions(np.asarray(thumbnail))
+    top = dict(list(fractions.items())[: max(1, top_k)])
+    payload = {"colours": {k: round(v, 4) for k, v in top.items()}}
+    asked = [c for c in COLOUR_NAMES if c in question.lower().replace("grey", "gray").split()]
+    if question and question_kind(question) == "yes_no" and asked:
+        share = fractions.get(asked[0], 0.0)
+        # "Is it red?" is yes when red is the dominant colour, confidence from its share.
+        dominant = next(iter(fractions))
+        answer = "yes" if dominant == asked[0] or share >= 0.4 else "no"
+        confidence = max(share, 1 - share) if answer == "no" else max(share, 0.5)
+        return Evidence(answer=answer, confidence=min(1.0, confidence), payload=payload)
+    name, share = next(iter(fractions.items()))
+    return Evidence(answer=name, confidence=share, payload=payload)

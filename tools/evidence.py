@@ -1,0 +1,48 @@
+"""The data an expert works on and returns: image references and evidence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ImageRef(BaseModel):
+    """A reference to an image held once in the content-addressed image store.
+
+    State and checkpoints carry this, never pixels: base64 images in checkpoints grow a
+    thread's SQLite file without bound.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the original file bytes")
+    name: str = Field("", description="where the image came from, for display (file name)")
+    width: int = Field(0, ge=0)
+    height: int = Field(0, ge=0)
+
+    @property
+    def short(self) -> str:
+        """A short id for display."""
+        return self.sha256[:12]
+
+
+class Evidence(BaseModel):
+    """What one expert said about one request.
+
+    `confidence` comes from the model's own probabilities (never a constant), so fusion can
+    weigh experts against each other. An expert that failed has `error` set and no answer.
+    """
+
+    expert: str = Field("", description="name of the expert that produced this")
+    answer: str | None = Field(None, description="the expert's answer, in words")
+    payload: dict[str, Any] = Field(default_factory=dict, description="structured output")
+    confidence: float = Field(0.0, ge=0.0, le=1.0)
+    latency_ms: float = Field(0.0, ge=0.0)
+    error: str | None = None
+    image: str | None = Field(None, description="sha256 of the image this is about, if any")
+
+    @property
+    def ok(self) -> bool:
+        """True when the expert produced an answer without error."""
+        return self.error is None and self.answer is not None

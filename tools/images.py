@@ -1,0 +1,149 @@
+"""The content-addressed image store: every image is checked, normalised and kept once.
+
+An image enters through `ImageStore.add` (a path or bytes) and leaves as an `ImageRef`
+(its sha256). Experts get pixels back with `ImageStore.load(ref)`: always 8-bit RGB, upright.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from sensorium.tools.errors import ImageInputError
+from sensorium.tools.evidence import ImageRef
+
+DEFAULT_MAX_PIXELS = 64_000_000  # 8000 x 8000: beyond this a file is treated as a bomb
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+
+
+class ImageStore:
+    """Images on disk under `root/objects/<sha[:2]>/<sha>.png`, keyed by the source bytes."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        self.root = Path(root)
+        self.max_pixels = max_pixels
+        self.max_bytes = max_bytes
+
+    def _object_path(self, sha256: str) -> Path:
+        return self.root / "objects" / sha256[:2] / f"{sha256}.png"
+
+    def add(self, path: str | Path) -> ImageRef:
+        """Check and store the image file at `path`; raises `ImageInputError` saying why not."""
+        path = Path(path)
+        if not path.exists():
+            raise ImageInputError(f"image not found: {path}; check the path")
+        if path.is_dir():
+            raise ImageInputError(f"{path} is a directory; pass an image file (PNG, JPEG, ...)")
+        size = path.stat().st_size
+        if size == 0:
+            raise ImageInputError(f"{path} is empty (0 bytes); pass a real image file")
+        if size > self.max_bytes:
+            raise ImageInputError(
+                f"{path} is {size / 2**20:.0f} MiB, over the {self.max_bytes / 2**20:.0f} MiB "
+                "limit; downscale or recompress it"
+            )
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImageInputError(f"cannot read {path}: {exc.strerror}") from None
+        return self.add_bytes(data, name=path.name, label=str(path))
+
+    def add_bytes(self, data: bytes, *, name: str = "", label: str = "image") -> ImageRef:
+        """Check and store an encoded image (PNG, JPEG, ...) given as bytes."""
+        if not data:
+            raise ImageInputError(f"{label} is empty (0 bytes); pass a real image file")
+        sha = hashlib.sha256(data).hexdigest()
+        target = self._object_path(sha)
+        if target.exists():
+            with Image.open(target) as stored:
+                return ImageRef(sha256=sha, name=name, width=stored.width, height=stored.height)
+        image = self._decode(data, label)
+        self._write(target, image)
+        return ImageRef(sha256=sha, name=name, width=image.width, height=image.height)
+
+    def add_image(self, image: Image.Image, *, name: str = "") -> ImageRef:
+        """Store an in-memory Pillow image (hashed by its PNG encoding)."""
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return self.add_bytes(buffer.getvalue(), name=name, label=name or "image")
+
+    def load(self, ref: ImageRef | str) -> Image.Image:
+        """The stored image as 8-bit RGB; raises `ImageInputError` for an unknown reference."""
+        sha = ref.sha256 if isinstance(ref, ImageRef) else ref
+        path = self._object_path(sha)
+        if not path.exists():
+            raise ImageInputError(f"image {sha[:12]} is not in the store at {self.root}; add it")
+        with Image.open(path) as image:
+            return image.convert("RGB")
+
+    def _decode(self, data: bytes, label: str) -> Image.Image:
+        # Pillow only warns between 1x and 2x its own limit; make every bomb an error.
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = Image.open(io.BytesIO(data))
+                pixels = image.width * image.height
+                if pixels > self.max_pixels:
+                    raise ImageInputError(
+                        f"{label} is {image.width}x{image.height} "
+                        f"({pixels / 1e6:.0f} megapixels), over the limit of "
+                        f"{self.max_pixels / 1e6:.0f}; downscale it (possible decompression bomb)"
+                    )
+                image.load()
+        except ImageInputError:
+            raise
+        except UnidentifiedImageError:
+            raise ImageInputError(
+                f"{label} is not an image Pillow can read; pass a PNG, JPEG, WebP, GIF, "
+                "BMP or TIFF file"
+            ) from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageInputError(
+                f"{label} is truncated or corrupt ({str(exc).strip() or type(exc).__name__}); "
+                "re-export the image"
+            ) from None
+        return normalise(image)
+
+    def _write(self, target: Path, image: Image.Image) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Write then rename, so a crash never leaves a half-written object behind.
+        handle, temp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                image.save(out, format="PNG")
+            os.replace(temp, target)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+
+
+def normalise(image: Image.Image) -> Image.Image:
+    """Upright 8-bit RGB from any mode: EXIF rotation, CMYK, palette, alpha, 16-bit, float."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        low, high = float(array.min()), float(array.max())
+        scaled = (array - low) / (high - low) * 255 if high > low else np.zeros_like(array)
+        image = Image.fromarray(scaled.astype(np.uint8), mode="L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        # Transparent pixels have no colour of their own; show them on white.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
