@@ -90,12 +90,20 @@ def compile_graph(
         return {"evidence": [run_expert(task["call"])]}
 
     def fuse(state: TurnState) -> dict[str, Any]:
+        tools = {
+            e.expert: registry.get(e.expert)
+            for e in state.get("evidence", [])
+            if e.expert in registry
+        }
         answering = [
             e
             for e in state.get("evidence", [])
-            if e.expert in registry and registry.get(e.expert).answers_questions
+            if e.expert in tools and tools[e.expert].answers_questions
         ]
-        return {"decisions": fuse_by_image(answering, fusion)}
+        # Experts that saw the question answer it; the others (a captioner) only describe,
+        # and vote only when nobody answered the question itself.
+        voters = [e for e in answering if tools[e.expert].takes_question] or answering
+        return {"decisions": fuse_by_image(voters, fusion)}
 
     def respond(state: TurnState) -> dict[str, Any]:
         reply = responder.respond(

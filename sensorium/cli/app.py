@@ -1,0 +1,75 @@
+"""The root `sensorium` command and the error boundary every subcommand shares."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+
+from sensorium.tools import SensoriumError
+
+app = typer.Typer(
+    name="sensorium",
+    help="Ask questions about images; experts answer, fusion decides, you see the evidence.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+tools_app = typer.Typer(help="Inspect the installed modality experts.", no_args_is_help=True)
+app.add_typer(tools_app, name="tools")
+
+out = Console()
+err = Console(stderr=True)
+
+
+class Options:
+    """Options of the root command, shared by every subcommand."""
+
+    debug = False
+    config: Path | None = None
+
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML settings file.", dir_okay=False),
+]
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
+
+
+@app.callback()
+def root(config: ConfigOption = None, debug: DebugOption = False) -> None:
+    """Sensorium: a multimodal agent that shows its evidence."""
+    Options.config = config
+    Options.debug = debug
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print a one-line error and exit."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise SystemExit(code)
+
+
+def main() -> None:
+    """Entry point: run the CLI; errors are one line (a traceback only with --debug)."""
+    Options.debug = "--debug" in sys.argv[1:]
+    try:
+        app(standalone_mode=False)
+    except SensoriumError as exc:
+        if Options.debug:
+            raise
+        fail(str(exc))
+    except click.exceptions.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except click.ClickException as exc:
+        fail(exc.format_message(), exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        fail("interrupted", 130)
+    except Exception as exc:
+        if Options.debug:
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        fail(f"unexpected {type(exc).__name__}: {first} (rerun with --debug for details)")

@@ -1,0 +1,22 @@
+"""Building the agent the CLI talks to: settings from file, env and flags; SQLite threads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sensorium.agent import Agent
+from sensorium.cli.app import Options, err
+from sensorium.config import load_settings
+from sensorium.graphs import sqlite_checkpointer
+
+
+def open_agent(config: Path | None, *, no_llm: bool = False, quiet: bool = False) -> Agent:
+    """The agent for one CLI invocation, with threads persisted in the data directory."""
+    overrides: dict[str, Any] = {"llm": {"backend": "none"}} if no_llm else {}
+    settings = load_settings(config or Options.config, overrides=overrides)
+    agent = Agent(settings, checkpointer=sqlite_checkpointer(settings.threads_path))
+    if not quiet:
+        for warning in agent.warnings:
+            err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    return agent

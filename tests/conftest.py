@@ -1,0 +1,76 @@
+"""Shared fixtures: isolated data folders, example images, scripted chat models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+from sensorium import LLMSettings, Settings
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_IMAGES = REPO / "examples" / "images"
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test reads or writes the user's folders, and nothing may reach a model hub."""
+    monkeypatch.setenv("SENSORIUM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    for name in list(__import__("os").environ):
+        if name.startswith("SENSORIUM_") and name != "SENSORIUM_DATA_DIR":
+            monkeypatch.delenv(name)
+    yield
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Lite settings in a temporary data folder, without an LLM."""
+    return Settings(data_dir=tmp_path / "data", llm=LLMSettings(backend="none"))
+
+
+@pytest.fixture
+def chelsea() -> Path:
+    """scikit-image's photo of Chelsea the cat, shipped in examples/."""
+    return EXAMPLE_IMAGES / "chelsea.jpg"
+
+
+@pytest.fixture
+def red_image() -> Path:
+    """A plain red 64x64 PNG."""
+    return EXAMPLE_IMAGES / "red.png"
+
+
+class ScriptedChatModel(BaseChatModel):
+    """A chat model whose reply is computed by a Python function of the messages."""
+
+    script: Callable[[list[BaseMessage]], str]
+    calls: list[list[BaseMessage]] = []
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    def _generate(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
+    ) -> ChatResult:
+        self.calls.append(messages)
+        reply = AIMessage(content=self.script(messages))
+        return ChatResult(generations=[ChatGeneration(message=reply)])
+
+
+@pytest.fixture
+def scripted() -> Callable[[Callable[[list[BaseMessage]], str]], ScriptedChatModel]:
+    """Make a scripted chat model: `scripted(lambda messages: '{"tools": ["caption"]}')`."""
+
+    def make(script: Callable[[list[BaseMessage]], str]) -> ScriptedChatModel:
+        return ScriptedChatModel(script=script, calls=[])
+
+    return make
