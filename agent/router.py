@@ -44,11 +44,15 @@ class Router:
         embed: Embedder | None = None,
         *,
         similarity_floor: float = 0.45,
+        decisive_similarity: float = 0.75,
+        plausible_margin: float = 0.1,
         max_tools: int = 3,
     ) -> None:
         self.registry = registry
         self.embed = embed
         self.similarity_floor = similarity_floor
+        self.decisive_similarity = decisive_similarity
+        self.plausible_margin = plausible_margin
         self.max_tools = max_tools
         self._tool_vectors: dict[str, np.ndarray] | None = None
 
@@ -81,20 +85,28 @@ class Router:
             chosen += _RULES[kind]
         chosen = [name for name in chosen if name in self.registry]
         scores = self.similarities(request)
-        # Tools no rule knows (plugins) join when they are the closest match by meaning.
         if scores:
             best, best_score = max(scores.items(), key=lambda item: item[1])
+            rules_best = max((scores.get(name, 0.0) for name in chosen), default=0.0)
             if best not in chosen and best_score >= self.similarity_floor:
-                if not chosen or _is_plugin(self.registry.get(best)):
-                    chosen.insert(0, best) if not chosen else chosen.append(best)
+                if not chosen:
+                    chosen = [best]  # no rule applies: the closest tool by meaning
+                elif best_score >= self.decisive_similarity and best_score - rules_best > 0.25:
+                    chosen = [best]  # the request all but quotes another tool's example
+                elif _is_plugin(self.registry.get(best)):
+                    chosen.append(best)  # plugins have no rules; meaning is their only route
         return list(dict.fromkeys(chosen))[: self.max_tools]
 
     def plausible(self, request: str, tool: str) -> bool:
-        """Whether `tool` is a reasonable choice for the request (used to vet LLM picks)."""
+        """Whether `tool` is a reasonable pick for the request (vets an LLM's proposal):
+        the router picks it too, or it is about as close in meaning as the closest tool."""
         if tool in self.route(request):
             return True
         scores = self.similarities(request)
-        return scores.get(tool, 0.0) >= self.similarity_floor
+        if tool not in scores:
+            return False
+        best = max(scores.values())
+        return scores[tool] >= max(self.similarity_floor, best - self.plausible_margin)
 
 
 def _is_plugin(tool: Tool) -> bool:

@@ -90,7 +90,10 @@ class Tool:
             k: v for k, v in schema.get("properties", {}).items() if k not in self.image_params
         }
         required = [k for k in schema.get("required", []) if k not in self.image_params]
-        return {"type": "object", "properties": properties, "required": required}
+        result = {"type": "object", "properties": properties, "required": required}
+        if "$defs" in schema and "$ref" in repr(properties):  # enum/model parameters use it
+            result["$defs"] = schema["$defs"]
+        return result
 
     def validate_arguments(self, arguments: dict[str, Any]) -> BaseModel:
         """Check arguments against the schema; raises `ToolInputError` naming the field."""

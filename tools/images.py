@@ -52,8 +52,8 @@ class ImageStore:
             raise ImageInputError(f"{path} is empty (0 bytes); pass a real image file")
         if size > self.max_bytes:
             raise ImageInputError(
-                f"{path} is {size / 2**20:.0f} MiB, over the {self.max_bytes / 2**20:.0f} MiB "
-                "limit; downscale or recompress it"
+                f"{path} is {_size(size)}, over the limit of {_size(self.max_bytes)}; "
+                "downscale or recompress it"
             )
         try:
             data = path.read_bytes()
@@ -99,9 +99,9 @@ class ImageStore:
                 pixels = image.width * image.height
                 if pixels > self.max_pixels:
                     raise ImageInputError(
-                        f"{label} is {image.width}x{image.height} "
-                        f"({pixels / 1e6:.0f} megapixels), over the limit of "
-                        f"{self.max_pixels / 1e6:.0f}; downscale it (possible decompression bomb)"
+                        f"{label} is {image.width}x{image.height} ({_pixels(pixels)}), over "
+                        f"the limit of {_pixels(self.max_pixels)}; downscale it (possible "
+                        "decompression bomb)"
                     )
                 image.load()
         except ImageInputError:
@@ -129,6 +129,15 @@ class ImageStore:
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
+
+
+# Whole MiB / megapixels would print a small limit as "0"; fall back to exact counts.
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n:,} bytes"
+
+
+def _pixels(n: int) -> str:
+    return f"{n / 1e6:g} megapixels" if n >= 1_000_000 else f"{n:,} pixels"
 
 
 def normalise(image: Image.Image) -> Image.Image:

@@ -18,7 +18,7 @@ _ANIMAL = re.compile(r"\b(animal|creature|pet|species|breed|beast)s?\b", re.IGNO
 _SHAPE = re.compile(r"\bshapes?\b", re.IGNORECASE)
 _DESCRIBE = re.compile(
     r"\b(describe|description|caption|summari[sz]e|what(?:'s| is) (?:happening|going on)|"
-    r"tell me about)\b",
+    r"tell me about|what do you see)\b",
     re.IGNORECASE,
 )
 _WHAT = re.compile(r"\b(what|which|who)\b", re.IGNORECASE)
