@@ -50,7 +50,7 @@ def template_reply(
     """A plain reply built from the decisions, used when no LLM is available or trusted."""
     parts: list[str] = []
     failures = [e for e in evidence if e.error]
-    if not plan.calls:
+    if not plan.calls and not decisions and not evidence:
         needs_image = any("needs an image" in note for note in plan.notes)
         if needs_image:
             return "I need an image to answer that: attach one (--image PATH)."

@@ -80,14 +80,16 @@ def load_settings(
     """Settings from defaults < TOML file < environment < `overrides`.
 
     Args:
-        path: a TOML file; it must exist when given. Default: `default_config_path()`,
-            used only if it exists
+        path: a TOML file; it must exist when given (or named by `SENSORIUM_CONFIG`).
+            Default: `config.toml` in the per-user config folder, used only if it exists
         overrides: values that win over everything (the CLI's flags)
         env: the environment to read (default: `os.environ`)
     """
     env = os.environ if env is None else env
     data: dict[str, Any] = {}
     source = "defaults"
+    if path is None and env.get("SENSORIUM_CONFIG"):
+        path = default_config_path(env)  # named explicitly, so it must exist too
     if path is not None:
         config = Path(path).expanduser()
         if not config.is_file():

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 
@@ -57,16 +56,13 @@ def main() -> None:
     """Entry point: run the CLI; errors are one line (a traceback only with --debug)."""
     Options.debug = "--debug" in sys.argv[1:]
     try:
-        app(standalone_mode=False)
+        # Standalone mode: typer reports usage errors itself (exit 2) and exits via SystemExit.
+        app()
     except SensoriumError as exc:
         if Options.debug:
             raise
         fail(str(exc))
-    except click.exceptions.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
-    except click.ClickException as exc:
-        fail(exc.format_message(), exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         fail("interrupted", 130)
     except Exception as exc:
         if Options.debug:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from sensorium.cli.app import ConfigOption, tools_app
+from sensorium.cli.app import ConfigOption, Options, out, tools_app
 from sensorium.config import load_settings
 from sensorium.tools import Registry, Tool
 
@@ -33,7 +33,7 @@ def list_tools(
     config: ConfigOption = None,
 ) -> None:
     """List the experts this installation can use."""
-    settings = load_settings(config)
+    settings = load_settings(config or Options.config)
     registry = Registry.discover(settings.tools)
     if as_json:
         typer.echo(json.dumps([describe(t) for t in registry], ensure_ascii=False))
@@ -46,6 +46,4 @@ def list_tools(
     for tool in registry:
         arguments = ", ".join(tool.input_model.model_fields)
         table.add_row(tool.name, tool.description, arguments, tool.qualname)
-    from sensorium.cli.app import out
-
     out.print(table)

@@ -1,0 +1,221 @@
+"""The `sensorium` command line: answers, JSON shape, one-line errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from sensorium.cli import main
+from sensorium.tools import ImageInputError
+
+SENSORIUM = Path(sys.executable).with_name("sensorium")
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """Run the CLI in this process (fast); returns exit code, stdout, stderr."""
+
+    def run(*args: str) -> Result:
+        monkeypatch.setattr(sys, "argv", ["sensorium", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+def test_ask_json_answers_cat_for_chelsea(cli, chelsea: Path) -> None:  # type: ignore[no-untyped-def]
+    result = cli("ask", "What animal is this?", "--image", str(chelsea), "--json", "--no-llm")
+    assert result.code == 0, result.err
+    data = json.loads(result.out)
+    assert data["answer"] == "cat"
+    assert data["abstained"] is False
+    assert 0.5 < data["confidence"] <= 1
+    assert "cat" in data["reply"].lower()
+    assert {c["tool"] for c in data["plan"]} == {"classify", "answer_question"}
+    assert all(set(c["arguments"]) == {"image", "question"} for c in data["plan"])
+    for item in data["evidence"]:
+        assert {"expert", "answer", "confidence", "latency_ms", "error"} <= set(item)
+        assert item["error"] is None
+
+
+def test_ask_answers_red_for_a_red_image(cli, red_image: Path) -> None:  # type: ignore[no-untyped-def]
+    result = cli("ask", "What colour is this?", "-i", str(red_image), "--json", "--no-llm")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["answer"] == "red"
+
+
+def test_ask_prints_the_reply_and_an_evidence_table(cli, chelsea: Path) -> None:  # type: ignore[no-untyped-def]
+    result = cli("ask", "Describe this image", "-i", str(chelsea), "--no-llm")
+    assert result.code == 0, result.err
+    assert "cat" in result.out.lower()
+    assert "Evidence" in result.out and "caption" in result.out
+
+
+def test_a_question_without_an_image_is_allowed(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("ask", "What colour is this?", "--json", "--no-llm")
+    assert result.code == 0, result.err
+    data = json.loads(result.out)
+    assert data["plan"] == [] and data["abstained"] is True
+    assert "attach" in data["reply"]
+
+
+def test_several_images_get_one_decision_each(cli, chelsea: Path, red_image: Path) -> None:  # type: ignore[no-untyped-def]
+    result = cli(
+        "ask",
+        "What colour is this?",
+        "-i",
+        str(red_image),
+        "-i",
+        str(chelsea),
+        "--json",
+        "--no-llm",
+    )
+    data = json.loads(result.out)
+    assert len(data["decisions"]) == 2
+    assert data["decisions"][0]["answer"] == "red"
+
+
+def bad_images(tmp_path: Path, chelsea: Path) -> dict[str, Path]:
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(chelsea.read_bytes()[:5000])
+    empty = tmp_path / "empty.png"
+    empty.touch()
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (20_000, 20_000)).save(bomb)
+    return {
+        "image not found": tmp_path / "missing.png",
+        "is a directory": tmp_path,
+        "not an image": text,
+        "truncated or corrupt": truncated,
+        "is empty (0 bytes)": empty,
+        "decompression bomb": bomb,
+    }
+
+
+@pytest.mark.parametrize(
+    "problem",
+    [
+        "image not found",
+        "is a directory",
+        "not an image",
+        "truncated or corrupt",
+        "is empty (0 bytes)",
+        "decompression bomb",
+    ],
+)
+def test_bad_images_get_one_line_and_exit_1(
+    cli, tmp_path: Path, chelsea: Path, problem: str
+) -> None:  # type: ignore[no-untyped-def]
+    path = bad_images(tmp_path, chelsea)[problem]
+    result = cli("ask", "What is this?", "-i", str(path), "--no-llm")
+    assert result.code == 1
+    assert result.out == ""
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and problem in lines[0]
+    assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize(
+    ("question", "message"),
+    [
+        ("", "the question is empty"),
+        ("   ", "the question is empty"),
+        ("x" * 10_000, "the question is 10,000 characters long; the limit is 2,000"),
+    ],
+)
+def test_bad_questions_get_one_line_and_exit_1(
+    cli, red_image: Path, question: str, message: str
+) -> None:  # type: ignore[no-untyped-def]
+    result = cli("ask", question, "-i", str(red_image), "--no-llm")
+    assert result.code == 1
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}")
+
+
+def test_debug_shows_the_real_exception(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ImageInputError, match="image not found"):
+        cli("--debug", "ask", "What?", "-i", str(tmp_path / "missing.png"))
+
+
+def test_a_bad_config_file_is_one_line(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "bad.toml"
+    config.write_text("device = 'tpu'\n")
+    result = cli("--config", str(config), "tools", "list")
+    assert result.code == 1
+    assert result.err.startswith("error: invalid setting device")
+    assert len(result.err.strip().splitlines()) == 1
+
+
+def test_tools_list_json(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("tools", "list", "--json")
+    assert result.code == 0
+    tools = {t["name"]: t for t in json.loads(result.out)}
+    assert {"classify", "embed_image", "caption", "colours", "answer_question"} <= set(tools)
+    assert tools["answer_question"]["required"] == ["image", "question"]
+    assert "question" in tools["colours"]["parameters"]
+
+
+def test_tools_list_table(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("tools", "list")
+    assert result.code == 0 and "answer_question" in result.out
+
+
+def test_an_unknown_command_is_a_usage_error(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("fly")
+    assert result.code == 2
+    assert "No such command" in result.err
+
+
+def run_installed(args: list[str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        [str(SENSORIUM), *args], input=stdin, capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+@pytest.mark.slow
+def test_the_installed_command_exits_non_zero_with_one_line(tmp_path: Path) -> None:
+    result = run_installed(["ask", "What?", "-i", str(tmp_path / "nope.jpg")])
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: image not found: {tmp_path / 'nope.jpg'}; check the path"
+    ]
+
+
+@pytest.mark.slow
+def test_chat_holds_a_conversation_and_resumes_a_thread(chelsea: Path) -> None:
+    first = run_installed(
+        ["chat", "--thread", "pets", "--no-llm"],
+        stdin=f"/image {chelsea}\nWhat animal is this?\nDescribe this image\n/image /nowhere.png\n/quit\n",
+    )
+    assert first.returncode == 0, first.stderr
+    assert "cat" in first.stdout.lower()
+    assert "error: image not found: /nowhere.png" in first.stderr  # reported, chat goes on
+    resumed = run_installed(
+        ["chat", "--thread", "pets", "--no-llm"], stdin="/history\nIs this a dog?\n"
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed: 2 earlier turns" in resumed.stderr
+    assert "human: What animal is this?" in resumed.stdout
+    assert "No" in resumed.stdout  # the attached image carried over from the last session

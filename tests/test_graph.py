@@ -1,0 +1,186 @@
+"""The turn graph: parallel fan-out, per-turn evidence, failures, timeouts, persistence."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from langchain_core.messages import HumanMessage
+from langgraph.graph.state import CompiledStateGraph
+from PIL import Image
+
+from sensorium import Agent, Evidence, ImageRef, Plan, Settings, ToolCall, build_graph
+from sensorium.agent import template_reply
+from sensorium.graphs import compile_graph, memory_checkpointer, sqlite_checkpointer
+from sensorium.tools import ImageStore, ModelHost, Registry, ToolContext, expert
+
+both_started = threading.Barrier(2, timeout=10)
+
+
+@expert
+def left(ctx: ToolContext, image: ImageRef) -> Evidence:
+    """Waits for `right` to start: only parallel execution lets both finish.
+
+    Args:
+        image: the image
+    """
+    both_started.wait()
+    return Evidence(answer="cat", confidence=0.9)
+
+
+@expert
+def right(ctx: ToolContext, image: ImageRef) -> Evidence:
+    """Waits for `left` to start.
+
+    Args:
+        image: the image
+    """
+    both_started.wait()
+    return Evidence(answer="dog", confidence=0.4)
+
+
+@expert
+def broken(ctx: ToolContext, image: ImageRef) -> Evidence:
+    """Always fails.
+
+    Args:
+        image: the image
+    """
+    raise RuntimeError("sensor on fire\nsecond line")
+
+
+@expert
+def slow(ctx: ToolContext, image: ImageRef) -> Evidence:
+    """Takes longer than the timeout.
+
+    Args:
+        image: the image
+    """
+    time.sleep(3)
+    return Evidence(answer="late", confidence=1.0)
+
+
+class FixedPlanner:
+    """Plans the same tools for every turn, on the turn's first image."""
+
+    def __init__(self, *tools: str) -> None:
+        self.tools = tools
+
+    def plan(self, question: str, images: list[ImageRef], history: object) -> Plan:
+        return Plan(calls=[ToolCall(tool=t, arguments={"image": images[0]}) for t in self.tools])
+
+
+class TemplateResponder:
+    def respond(self, question, decisions, evidence, plan):  # type: ignore[no-untyped-def]
+        return template_reply(question, decisions, evidence, plan)
+
+
+def make_graph(
+    tmp_path: Path, *tools: str, timeout: float = 30.0, checkpointer=None
+) -> tuple[CompiledStateGraph, ImageRef]:  # type: ignore[type-arg]
+    store = ImageStore(tmp_path / "images")
+    image = store.add_image(Image.new("RGB", (16, 16), (10, 200, 10)), name="green")
+    graph = compile_graph(
+        planner=FixedPlanner(*tools),
+        responder=TemplateResponder(),
+        registry=Registry([left, right, broken, slow]),
+        context=ToolContext(host=ModelHost("cpu"), images=store),
+        expert_timeout_s=timeout,
+        checkpointer=checkpointer or memory_checkpointer(),
+    )
+    return graph, image
+
+
+def turn(graph: CompiledStateGraph, image: ImageRef, thread: str = "t") -> dict:  # type: ignore[type-arg]
+    question = "What is it?"
+    return graph.invoke(
+        {"messages": [HumanMessage(question)], "question": question, "images": [image]},
+        {"configurable": {"thread_id": thread}},
+    )
+
+
+def test_experts_run_in_parallel(tmp_path: Path) -> None:
+    both_started.reset()
+    graph, image = make_graph(tmp_path, "left", "right")
+    state = turn(graph, image)
+    assert sorted(e.expert for e in state["evidence"]) == ["left", "right"]
+    assert all(e.error is None for e in state["evidence"])
+    decision = state["decisions"][0]
+    assert decision.answer == "cat"
+    assert decision.runner_up == "dog"
+
+
+def test_a_second_turn_does_not_see_the_first_turns_evidence(tmp_path: Path) -> None:
+    graph, image = make_graph(tmp_path, "broken")
+    first = turn(graph, image)
+    second = turn(graph, image)
+    assert len(first["evidence"]) == 1
+    assert len(second["evidence"]) == 1
+    assert len(second["messages"]) == 4  # the conversation itself does accumulate
+
+
+def test_a_failing_expert_becomes_evidence_and_the_turn_completes(tmp_path: Path) -> None:
+    both_started.reset()
+    graph, image = make_graph(tmp_path, "broken", "left", "right")
+    state = turn(graph, image)
+    failed = next(e for e in state["evidence"] if e.expert == "broken")
+    assert failed.error == "RuntimeError: sensor on fire"
+    assert state["decisions"][0].answer == "cat"
+    assert "broken (RuntimeError: sensor on fire)" in state["reply"]
+
+
+def test_a_slow_expert_times_out_and_the_turn_completes(tmp_path: Path) -> None:
+    graph, image = make_graph(tmp_path, "slow", "broken", timeout=0.3)
+    started = time.perf_counter()
+    state = turn(graph, image)
+    assert time.perf_counter() - started < 2.5
+    late = next(e for e in state["evidence"] if e.expert == "slow")
+    assert late.error == "timed out after 0.3 s"
+    assert late.image == image.sha256
+    assert state["decisions"][0].abstained
+
+
+def test_images_travel_by_reference_not_as_pixels(tmp_path: Path) -> None:
+    path = tmp_path / "threads.sqlite"
+    graph, image = make_graph(tmp_path, "broken", checkpointer=sqlite_checkpointer(path))
+    state = turn(graph, image)
+    assert state["images"] == [image]
+    stored = next((tmp_path / "images").rglob("*.png")).read_bytes()
+    content = _database_bytes(path)
+    assert image.sha256.encode() in content
+    assert stored[16:80] not in content  # no pixels
+    assert b"iVBORw0KGgo" not in content  # no base64 PNG
+
+
+def _database_bytes(path: Path) -> bytes:
+    connection = sqlite3.connect(path)
+    content = b""
+    tables = connection.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
+    for (table,) in tables:
+        for row in connection.execute(f"SELECT * FROM {table}"):
+            for value in row:
+                content += value if isinstance(value, bytes) else str(value).encode()
+    connection.close()
+    return content
+
+
+def test_threads_persist_in_sqlite_across_agents(settings: Settings, red_image: Path) -> None:
+    first = Agent(
+        settings, chat_model=None, checkpointer=sqlite_checkpointer(settings.threads_path)
+    )
+    first.ask("What colour is this?", [red_image], thread_id="kept")
+    second = Agent(
+        settings, chat_model=None, checkpointer=sqlite_checkpointer(settings.threads_path)
+    )
+    history = second.history("kept")
+    assert [m.type for m in history] == ["human", "ai"]
+    assert history[0].content == "What colour is this?"
+    assert second.history("unknown") == []
+
+
+def test_build_graph_returns_a_compiled_langgraph(settings: Settings) -> None:
+    graph = build_graph(settings, chat_model=None)
+    assert isinstance(graph, CompiledStateGraph)
+    assert {"plan", "expert", "fuse", "respond"} <= set(graph.get_graph().nodes)
