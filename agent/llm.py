@@ -50,8 +50,11 @@ def _load_llama(settings: LLMSettings) -> BaseChatModel:
             seed=settings.seed,
             verbose=False,
         )
-    except Exception as exc:  # llama.cpp reports a bad file as a bare ValueError
-        raise ModelUnavailableError(f"cannot load LLM from {path}: {exc}") from None
+    except Exception:  # llama.cpp's own message is several lines of pydantic detail
+        raise ModelUnavailableError(
+            f"cannot load LLM from {path}: not a valid GGUF model for llama.cpp; "
+            "check llm.model_path"
+        ) from None
 
 
 def load_chat_model(settings: LLMSettings, host: ModelHost) -> BaseChatModel | None:

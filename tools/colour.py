@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from sensorium.tools.base import ToolContext, expert
@@ -67,7 +69,8 @@ def colours(ctx: ToolContext, image: ImageRef, question: str = "", top_k: int = 
     fractions = colour_fractions(np.asarray(thumbnail))
     top = dict(list(fractions.items())[: max(1, top_k)])
     payload = {"colours": {k: round(v, 4) for k, v in top.items()}}
-    asked = [c for c in COLOUR_NAMES if c in question.lower().replace("grey", "gray").split()]
+    words = re.findall(r"[a-z]+", question.lower().replace("grey", "gray"))
+    asked = [c for c in COLOUR_NAMES if c in words]
     if question and question_kind(question) == "yes_no" and asked:
         share = fractions.get(asked[0], 0.0)
         # "Is it red?" is yes when red is the dominant colour, confidence from its share.

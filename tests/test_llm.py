@@ -1,0 +1,64 @@
+"""The local LLM backend: SmolLM2 through llama.cpp, behind LangChain's chat model interface."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from langchain_core.language_models import BaseChatModel
+
+from sensorium import Agent, LLMSettings, ModelUnavailableError, Settings
+from sensorium.agent import load_chat_model, smollm2_path
+from sensorium.tools import ModelHost
+
+pytestmark = pytest.mark.slow
+
+
+def test_smollm2_ships_in_its_package() -> None:
+    path = smollm2_path()
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert path.stat().st_size > 50_000_000
+
+
+def test_backend_none_means_no_model() -> None:
+    assert load_chat_model(LLMSettings(backend="none"), ModelHost("cpu")) is None
+
+
+def test_a_missing_model_file_is_one_clear_line(tmp_path: Path) -> None:
+    settings = LLMSettings(model_path=tmp_path / "missing.gguf")
+    with pytest.raises(ModelUnavailableError, match=r"LLM model file not found: .*missing\.gguf"):
+        load_chat_model(settings, ModelHost("cpu"))
+
+
+def test_a_corrupt_model_file_is_one_clear_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(ModelUnavailableError, match=r"cannot load LLM from .*bad\.gguf") as info:
+        load_chat_model(LLMSettings(model_path=bad), ModelHost("cpu"))
+    assert "\n" not in str(info.value)
+
+
+def test_the_agent_degrades_to_the_router_when_the_llm_is_missing(
+    settings: Settings, tmp_path: Path, red_image: Path
+) -> None:
+    settings.llm = LLMSettings(model_path=tmp_path / "missing.gguf")
+    agent = Agent(settings, host=ModelHost("cpu"))
+    assert agent.chat_model is None
+    assert agent.warnings and "LLM model file not found" in agent.warnings[0]
+    assert agent.ask("What colour is this?", [red_image]).answer == "red"
+
+
+def test_the_planner_llm_only_names_installed_tools(settings: Settings) -> None:
+    settings.llm = LLMSettings()
+    agent = Agent(settings)
+    assert isinstance(agent.chat_model, BaseChatModel)
+    for request in ["What colour is this?", "Describe this image", "Is this a dog?"]:
+        picks = agent.planner.llm_picks(request, 1)
+        assert picks and set(picks) <= set(agent.registry.names())
+
+
+def test_a_full_turn_with_the_llm(settings: Settings, chelsea: Path) -> None:
+    settings.llm = LLMSettings()
+    result = Agent(settings).ask("What animal is this?", [chelsea])
+    assert result.answer == "cat"
+    assert "cat" in result.reply.lower()
