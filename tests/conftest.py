@@ -10,6 +10,7 @@ import pytest
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import Field
 
 from sensorium import LLMSettings, Settings
 
@@ -52,7 +53,7 @@ class ScriptedChatModel(BaseChatModel):
     """A chat model whose reply is computed by a Python function of the messages."""
 
     script: Callable[[list[BaseMessage]], str]
-    calls: list[list[BaseMessage]] = []
+    calls: list[list[BaseMessage]] = Field(default_factory=list)
 
     @property
     def _llm_type(self) -> str:

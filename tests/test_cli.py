@@ -207,7 +207,8 @@ def test_the_installed_command_exits_non_zero_with_one_line(tmp_path: Path) -> N
 def test_chat_holds_a_conversation_and_resumes_a_thread(chelsea: Path) -> None:
     first = run_installed(
         ["chat", "--thread", "pets", "--no-llm"],
-        stdin=f"/image {chelsea}\nWhat animal is this?\nDescribe this image\n/image /nowhere.png\n/quit\n",
+        stdin=f"/image {chelsea}\nWhat animal is this?\nDescribe this image\n"
+        "/image /nowhere.png\n/quit\n",
     )
     assert first.returncode == 0, first.stderr
     assert "cat" in first.stdout.lower()

@@ -76,9 +76,7 @@ def test_a_plausible_pick_is_kept_and_marked_as_the_llms(
     assert plan.notes == []
 
 
-def test_calls_carry_the_image_by_reference_and_the_question(
-    agent: Agent, image: ImageRef
-) -> None:
+def test_calls_carry_the_image_by_reference_and_the_question(agent: Agent, image: ImageRef) -> None:
     plan = agent.planner.plan("Is this a cat?", [image], [])
     for call in plan.calls:
         assert call.arguments["image"] == image
@@ -130,7 +128,9 @@ def test_routing_accuracy_on_the_foundation_set(agent: Agent) -> None:
 
 
 def decision(answer: str, confidence: float) -> Decision:
-    vote = Vote(expert="classify", answer=answer, normalised=answer, confidence=confidence, weight=1)
+    vote = Vote(
+        expert="classify", answer=answer, normalised=answer, confidence=confidence, weight=1
+    )
     return Decision(
         answer=answer, confidence=confidence, agreement=1, abstained=False, votes=[vote]
     )

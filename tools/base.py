@@ -22,7 +22,7 @@ import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -221,13 +221,27 @@ def _declare(
     )
 
 
+@overload
+def expert(fn: ExpertFunction) -> Tool: ...
+
+
+@overload
+def expert(
+    fn: None = None,
+    *,
+    name: str | None = None,
+    examples: Sequence[str] = (),
+    answers_questions: bool = True,
+) -> Callable[[ExpertFunction], Tool]: ...
+
+
 def expert(
     fn: ExpertFunction | None = None,
     *,
     name: str | None = None,
     examples: Sequence[str] = (),
     answers_questions: bool = True,
-) -> Any:
+) -> Tool | Callable[[ExpertFunction], Tool]:
     """Declare a modality expert. Use bare (`@expert`) or with options.
 
     Args:

@@ -10,6 +10,7 @@ from functools import cache
 from importlib.resources import files
 
 # (first index, last index, everyday word) over the standard ImageNet-1k class order.
+# fmt: off
 _EVERYDAY_RANGES: tuple[tuple[int, int, str], ...] = (
     (0, 6, "fish"), (7, 8, "chicken"), (9, 24, "bird"), (25, 29, "salamander"),
     (30, 32, "frog"), (33, 37, "turtle"), (38, 48, "lizard"), (49, 50, "crocodile"),
@@ -37,6 +38,7 @@ _EVERYDAY_RANGES: tuple[tuple[int, int, str], ...] = (
     (365, 369, "ape"), (370, 382, "monkey"), (383, 384, "lemur"), (385, 386, "elephant"),
     (387, 387, "red panda"), (388, 388, "panda"), (389, 397, "fish"),
 )
+# fmt: on
 ANIMAL_LAST_INDEX = 397  # classes 0..397 are animals; the rest are objects and scenes
 
 

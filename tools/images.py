@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -65,6 +66,11 @@ class ImageStore:
         """Check and store an encoded image (PNG, JPEG, ...) given as bytes."""
         if not data:
             raise ImageInputError(f"{label} is empty (0 bytes); pass a real image file")
+        if len(data) > self.max_bytes:
+            raise ImageInputError(
+                f"{label} is {_size(len(data))}, over the {_size(self.max_bytes)} limit; "
+                "downscale or recompress it"
+            )
         sha = hashlib.sha256(data).hexdigest()
         target = self._object_path(sha)
         if target.exists():
@@ -86,14 +92,18 @@ class ImageStore:
         path = self._object_path(sha)
         if not path.exists():
             raise ImageInputError(f"image {sha[:12]} is not in the store at {self.root}; add it")
-        with Image.open(path) as image:
-            return image.convert("RGB")
+        try:
+            with Image.open(path) as image:
+                return image.convert("RGB")
+        except OSError:
+            raise ImageInputError(
+                f"stored image {sha[:12]} at {path} is damaged; delete it and add the image again"
+            ) from None
 
     def _decode(self, data: bytes, label: str) -> Image.Image:
-        # Pillow only warns between 1x and 2x its own limit; make every bomb an error.
-        Image.MAX_IMAGE_PIXELS = None
         try:
             with warnings.catch_warnings():
+                # Pillow only warns between 1x and 2x its own limit; make every bomb an error.
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 image = Image.open(io.BytesIO(data))
                 pixels = image.width * image.height
@@ -106,6 +116,15 @@ class ImageStore:
                 image.load()
         except ImageInputError:
             raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            # Pillow's own limit (Image.MAX_IMAGE_PIXELS) is lower than ours.
+            found = re.search(r"\((\d+) pixels\)", str(exc))
+            size = _pixels(int(found.group(1))) if found else "too many pixels"
+            limit = min(self.max_pixels, Image.MAX_IMAGE_PIXELS or self.max_pixels)
+            raise ImageInputError(
+                f"{label} is {size}, over the limit of {_pixels(limit)}; downscale it "
+                "(possible decompression bomb)"
+            ) from None
         except UnidentifiedImageError:
             raise ImageInputError(
                 f"{label} is not an image Pillow can read; pass a PNG, JPEG, WebP, GIF, "

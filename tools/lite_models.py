@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -46,7 +46,7 @@ def _load_classifier(device: torch.device) -> torch.nn.Module:
 
     with contextlib.redirect_stdout(io.StringIO()):  # the loader prints a banner
         model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
-    return model.to(device).eval()
+    return cast(torch.nn.Module, model.to(device).eval())
 
 
 def _load_text_encoder(device: torch.device) -> Any:
@@ -60,7 +60,7 @@ def _load_text_encoder(device: torch.device) -> Any:
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as transformers_logging
 
-    transformers_logging.disable_progress_bar()  # a bar per load would clutter CLI output
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a bar per load would clutter CLI output
 
     return SentenceTransformer(str(get_model_path()), device=str(device))
 
@@ -81,7 +81,7 @@ def class_probabilities(ctx: ToolContext, image: ImageRef) -> np.ndarray:
         batch = preprocess(ctx.images.load(image))[None].to(ctx.host.device)
         with torch.inference_mode():
             probs = model(batch).softmax(-1)[0]
-        return probs.float().cpu().numpy()
+        return cast(np.ndarray, probs.float().cpu().numpy())
 
     return ctx.host.memo("imagenet-probs", image.sha256, compute)
 
@@ -100,12 +100,16 @@ def embed_phrases(ctx: ToolContext, namespace: str, phrases: tuple[str, ...]) ->
     digest = hashlib.sha256("\n".join((TEXT_ENCODER_KEY, *phrases)).encode()).hexdigest()
 
     def compute() -> np.ndarray:
-        path = ctx.cache_dir / "embeddings" / f"{namespace}-{digest[:16]}.npy" if ctx.cache_dir else None
+        path = (
+            ctx.cache_dir / "embeddings" / f"{namespace}-{digest[:16]}.npy"
+            if ctx.cache_dir
+            else None
+        )
         if path is not None and path.exists():
             try:
                 cached = np.load(path)
                 if cached.shape[0] == len(phrases):
-                    return cached
+                    return cast(np.ndarray, cached)
             except (OSError, ValueError):
                 pass  # a damaged cache file is recomputed
         vectors = embed_texts(ctx, list(phrases))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from importlib.metadata import entry_points
 
-from sensorium.tools.base import Tool
+from sensorium.tools.base import Tool, _one_line
 from sensorium.tools.errors import ToolDefinitionError, UserError
 
 ENTRY_POINT_GROUP = "sensorium.tools"
@@ -23,7 +23,7 @@ def discover_tools() -> list[Tool]:
         except ToolDefinitionError:
             raise
         except Exception as exc:
-            raise ToolDefinitionError(f"{where} failed to import: {exc}") from None
+            raise ToolDefinitionError(f"{where} failed to import: {_one_line(exc)}") from None
         if not isinstance(loaded, Tool):
             raise ToolDefinitionError(
                 f"{where} is a {type(loaded).__name__}, not a Tool; decorate it with @expert"

@@ -105,7 +105,9 @@ def _yes_no(ctx: ToolContext, image_vector: np.ndarray, subject: str) -> Evidenc
     # Alternatives too close to the subject are synonyms, not competitors.
     distinct = alternatives @ subject_vector < 0.8
     best_other = float((alternatives[distinct] @ image_vector).max())
-    p_yes = float(1 / (1 + np.exp(-LOGIT_SCALE * (float(subject_vector @ image_vector) - best_other))))
+    p_yes = float(
+        1 / (1 + np.exp(-LOGIT_SCALE * (float(subject_vector @ image_vector) - best_other)))
+    )
     answer = "yes" if p_yes >= 0.5 else "no"
     return Evidence(
         answer=answer,

@@ -1,0 +1,307 @@
+"""Decision-level fusion and the VQA answer normalisation it groups answers by.
+
+Every number below is worked out by hand from the linear pool: a group's support is the sum of
+weight x confidence over its voters, divided by the total weight of all voters.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from sensorium.graphs import Decision, FusionSettings, fuse, fuse_by_image, normalise_answer
+from sensorium.tools import Evidence
+
+SHA_A = "a" * 64
+SHA_B = "b" * 64
+
+
+def said(expert: str, answer: str, confidence: float, image: str | None = None) -> Evidence:
+    return Evidence(expert=expert, answer=answer, confidence=confidence, image=image)
+
+
+def failed(expert: str, error: str = "RuntimeError: model missing") -> Evidence:
+    return Evidence(expert=expert, error=error)
+
+
+# Normalisation: the official VQA evaluation rules.
+
+
+@pytest.mark.parametrize(
+    ("answer", "normalised"),
+    [
+        ("Two", "2"),
+        ("two", "2"),
+        ("ten", "10"),
+        ("eleven", "eleven"),  # the official map stops at ten
+        ("none", "0"),
+        ("zero", "0"),
+        ("two dogs", "2 dogs"),
+        ("a dog.", "dog"),
+        ("an apple", "apple"),
+        ("The Cat", "cat"),
+        ("the", ""),
+        ("dont", "don't"),
+        ("Dont", "don't"),
+        ("don't", "don't"),
+        ("isnt", "isn't"),
+        ("its", "its"),  # not in the contraction map
+        ("yes!", "yes"),
+        ("Yes.", "yes"),
+        ("What?", "what"),
+        ("yes, it is", "yes it is"),
+        ("black-white", "black white"),
+        ("black - white", "black white"),
+        ("black/white", "black white"),
+        ("(red)", "red"),
+        ("1,000", "1000"),
+        ("10,000 people", "10000 people"),
+        ("3.5", "3.5"),
+        ("3.", "3"),
+        ("  red\tand\nwhite  ", "red and white"),
+        ("", ""),
+    ],
+)
+def test_normalise_answer_follows_the_vqa_rules(answer: str, normalised: str) -> None:
+    assert normalise_answer(answer) == normalised
+
+
+def test_a_digit_comma_deletes_other_punctuation_like_the_official_script() -> None:
+    # The official script drops (rather than spaces) every mark once a digit comma appears.
+    assert normalise_answer("1,000 black-white") == "1000 blackwhite"
+
+
+# Fusion.
+
+
+def test_unanimous_experts() -> None:
+    decision = fuse([said("classify", "cat", 0.9), said("answer_question", "cat", 0.7)])
+    assert decision.answer == "cat"
+    assert not decision.abstained
+    assert decision.confidence == pytest.approx((0.9 + 0.7) / 2)
+    assert decision.agreement == pytest.approx(1.0)
+    assert decision.best_guess == "cat"
+    assert decision.runner_up is None
+    assert decision.runner_up_confidence == 0.0
+    assert decision.reason == "2 of 2 experts agree"
+    assert [(v.expert, v.normalised, v.weight) for v in decision.votes] == [
+        ("classify", "cat", 1.0),
+        ("answer_question", "cat", 1.0),
+    ]
+
+
+def test_conflict_goes_to_the_more_confident_expert() -> None:
+    decision = fuse([said("classify", "cat", 0.9), said("answer_question", "dog", 0.4)])
+    assert decision.answer == "cat"
+    assert decision.confidence == pytest.approx(0.9 / 2)
+    assert decision.agreement == pytest.approx(0.5)
+    assert decision.runner_up == "dog"
+    assert decision.runner_up_confidence == pytest.approx(0.4 / 2)
+    assert decision.reason == "1 of 2 experts agree"
+
+
+def test_weights_can_flip_the_decision() -> None:
+    evidence = [said("classify", "cat", 0.8), said("answer_question", "dog", 0.6)]
+
+    plain = fuse(evidence)
+    assert (plain.answer, plain.runner_up) == ("cat", "dog")
+    assert plain.confidence == pytest.approx(0.4)
+
+    trusted = fuse(evidence, FusionSettings(weights={"answer_question": 3.0}))
+    # total weight 4: dog 3 x 0.6 / 4 = 0.45, cat 1 x 0.8 / 4 = 0.2
+    assert trusted.answer == "dog"
+    assert trusted.confidence == pytest.approx(0.45)
+    assert trusted.agreement == pytest.approx(0.75)
+    assert trusted.runner_up == "cat"
+    assert trusted.runner_up_confidence == pytest.approx(0.2)
+    assert [v.weight for v in trusted.votes] == [1.0, 3.0]
+
+
+def test_default_weight_applies_to_experts_without_one() -> None:
+    evidence = [said("classify", "cat", 0.8), said("answer_question", "dog", 0.6)]
+    settings = FusionSettings(weights={"classify": 1.0}, default_weight=2.0)
+    decision = fuse(evidence, settings)
+    # total weight 3: dog 2 x 0.6 / 3 = 0.4, cat 0.8 / 3
+    assert decision.answer == "dog"
+    assert decision.confidence == pytest.approx(0.4)
+    assert decision.runner_up_confidence == pytest.approx(0.8 / 3)
+
+
+def test_zero_weight_expert_casts_no_vote() -> None:
+    evidence = [said("classify", "cat", 0.8), said("answer_question", "dog", 0.9)]
+    decision = fuse(evidence, FusionSettings(weights={"answer_question": 0.0}))
+    assert decision.answer == "cat"
+    assert decision.confidence == pytest.approx(0.8)
+    assert [v.expert for v in decision.votes] == ["classify"]
+
+
+def test_surface_forms_of_one_answer_are_grouped() -> None:
+    evidence = [
+        said("answer_question", "Two", 0.6),
+        said("classify", "2", 0.5),
+        said("caption", "three", 0.9),
+    ]
+    decision = fuse(evidence)
+    # "Two" and "2" pool: (0.6 + 0.5) / 3 beats "three" at 0.9 / 3.
+    assert decision.answer == "Two"  # shown as its most confident voter wrote it
+    assert decision.confidence == pytest.approx(1.1 / 3)
+    assert decision.agreement == pytest.approx(2 / 3)
+    assert decision.runner_up == "three"
+    assert decision.runner_up_confidence == pytest.approx(0.3)
+    assert [v.normalised for v in decision.votes] == ["2", "2", "3"]
+    assert decision.reason == "2 of 3 experts agree"
+
+
+def test_grouped_answer_is_shown_as_the_most_confident_voter_wrote_it() -> None:
+    first = fuse([said("a", "a dog.", 0.4), said("b", "Dog", 0.8), said("c", "the dog", 0.6)])
+    assert first.answer == "Dog"
+    second = fuse([said("b", "Dog", 0.8), said("a", "a dog.", 0.4)])
+    assert second.answer == "Dog"
+
+
+def test_agreement_is_the_weight_share_behind_the_answer() -> None:
+    evidence = [
+        said("classify", "red", 0.5),
+        said("colours", "Red", 0.9),
+        said("answer_question", "blue", 0.8),
+    ]
+    decision = fuse(evidence, FusionSettings(weights={"classify": 2.0}))
+    # total weight 4: red (2 x 0.5 + 0.9) / 4 = 0.475 with weight 3 of 4; blue 0.8 / 4
+    assert decision.answer == "Red"
+    assert decision.confidence == pytest.approx(0.475)
+    assert decision.agreement == pytest.approx(0.75)
+    assert decision.runner_up_confidence == pytest.approx(0.2)
+
+
+def test_runner_up_is_the_second_best_group_by_support_not_by_votes() -> None:
+    evidence = [
+        said("a", "cat", 0.9),
+        said("b", "dog", 0.7),
+        said("c", "fox", 0.4),
+        said("d", "fox", 0.2),
+    ]
+    decision = fuse(evidence, FusionSettings(abstain_below=0.2))
+    # total weight 4: cat 0.225, dog 0.175, fox (0.4 + 0.2) / 4 = 0.15 despite two voters
+    assert decision.answer == "cat"
+    assert decision.confidence == pytest.approx(0.225)
+    assert decision.agreement == pytest.approx(0.25)
+    assert decision.runner_up == "dog"
+    assert decision.runner_up_confidence == pytest.approx(0.175)
+
+
+def test_ties_do_not_depend_on_the_order_experts_finished() -> None:
+    evidence = [said("a", "cat", 0.5), said("b", "dog", 0.5)]
+    forwards = fuse(evidence, FusionSettings(abstain_below=0.0))
+    backwards = fuse(list(reversed(evidence)), FusionSettings(abstain_below=0.0))
+    assert forwards.answer == backwards.answer
+    assert forwards.runner_up == backwards.runner_up
+
+
+def test_abstains_below_the_threshold_but_keeps_the_best_guess() -> None:
+    decision = fuse([said("classify", "cat", 0.3), said("answer_question", "dog", 0.25)])
+    # cat 0.3 / 2 = 0.15 < 0.25
+    assert decision.abstained
+    assert decision.answer is None
+    assert decision.best_guess == "cat"
+    assert decision.confidence == pytest.approx(0.15)
+    assert decision.runner_up == "dog"
+    assert decision.runner_up_confidence == pytest.approx(0.125)
+    assert decision.reason == "confidence 0.15 is below the abstention threshold 0.25"
+    assert len(decision.votes) == 2
+
+
+def test_threshold_is_configurable_and_inclusive() -> None:
+    evidence = [said("classify", "cat", 0.3), said("answer_question", "dog", 0.25)]
+    assert fuse(evidence, FusionSettings(abstain_below=0.1)).answer == "cat"
+    at_threshold = fuse([said("classify", "cat", 0.5)], FusionSettings(abstain_below=0.5))
+    assert not at_threshold.abstained
+    assert at_threshold.answer == "cat"
+    cautious = fuse([said("classify", "cat", 0.5)], FusionSettings(abstain_below=0.75))
+    assert cautious.abstained
+    assert cautious.reason == "confidence 0.50 is below the abstention threshold 0.75"
+
+
+def test_failed_evidence_casts_no_vote() -> None:
+    evidence = [
+        said("classify", "cat", 0.6),
+        failed("caption"),
+        Evidence(expert="answer_question", answer="dog", confidence=0.9, error="TimeoutError: x"),
+    ]
+    decision = fuse(evidence)
+    assert [v.expert for v in decision.votes] == ["classify"]
+    assert decision.answer == "cat"
+    assert decision.confidence == pytest.approx(0.6)  # the failed experts add no weight
+    assert decision.agreement == pytest.approx(1.0)
+    assert decision.runner_up is None
+
+
+@pytest.mark.parametrize("empty", ["", "   ", "the", "?!"])
+def test_empty_answers_cast_no_vote(empty: str) -> None:
+    decision = fuse([said("classify", "cat", 0.6), said("caption", empty, 0.9)])
+    assert [v.expert for v in decision.votes] == ["classify"]
+    assert decision.confidence == pytest.approx(0.6)
+
+
+def test_no_evidence_at_all_abstains() -> None:
+    decision = fuse([])
+    assert isinstance(decision, Decision)
+    assert decision.abstained
+    assert decision.answer is None
+    assert decision.best_guess is None
+    assert decision.confidence == 0.0
+    assert decision.votes == []
+    assert decision.reason == "no answers"
+
+
+def test_only_failures_abstain_naming_the_failed_experts() -> None:
+    decision = fuse([failed("caption"), failed("answer_question")])
+    assert decision.abstained
+    assert decision.answer is None
+    assert decision.reason == "no expert answered (caption, answer_question failed)"
+
+
+def test_decision_carries_the_image_it_is_about() -> None:
+    decision = fuse([said("classify", "cat", 0.9, image=SHA_A)])
+    assert decision.image == SHA_A
+    assert fuse([failed("caption")]).image is None
+
+
+def test_fuse_by_image_decides_each_image_in_order() -> None:
+    evidence = [
+        said("classify", "dog", 0.8, image=SHA_B),
+        said("classify", "cat", 0.7, image=SHA_A),
+        said("answer_question", "Dog", 0.6, image=SHA_B),
+        Evidence(expert="answer_question", error="RuntimeError: boom", image=SHA_A),
+    ]
+    decisions = fuse_by_image(evidence)
+    assert [d.image for d in decisions] == [SHA_B, SHA_A]
+    assert [d.answer for d in decisions] == ["dog", "cat"]
+    assert decisions[0].confidence == pytest.approx((0.8 + 0.6) / 2)
+    assert decisions[1].confidence == pytest.approx(0.7)
+    assert [v.expert for v in decisions[1].votes] == ["classify"]
+
+
+def test_fuse_by_image_passes_settings_and_handles_no_evidence() -> None:
+    evidence = [said("classify", "dog", 0.4, image=SHA_A)]
+    assert fuse_by_image(evidence, FusionSettings(abstain_below=0.5))[0].abstained
+    assert fuse_by_image([]) == []
+
+
+def test_decision_is_never_more_confident_than_its_most_confident_voter() -> None:
+    rng = random.Random(7)
+    answers = ["cat", "Cat", "a cat", "dog", "two", "2", "red"]
+    experts = ["classify", "caption", "colours", "answer_question", "plugin"]
+    for _ in range(300):
+        evidence = [
+            said(expert, rng.choice(answers), rng.random())
+            for expert in rng.sample(experts, rng.randint(1, len(experts)))
+        ]
+        weights = {expert: rng.uniform(0.0, 5.0) for expert in experts if rng.random() < 0.5}
+        decision = fuse(evidence, FusionSettings(weights=weights, abstain_below=0.0))
+        if not decision.votes:
+            continue
+        assert decision.confidence <= max(v.confidence for v in decision.votes) + 1e-12
+        assert decision.runner_up_confidence <= decision.confidence + 1e-12
+        assert 0.0 < decision.agreement <= 1.0 + 1e-12
+        assert decision.answer is not None
