@@ -393,7 +393,7 @@ def test_unknown_image_becomes_an_error(ctx: ToolContext) -> None:
 @pytest.mark.parametrize(
     ("arguments", "field", "problem"),
     [
-        ({"image": "WHITE", "levels": 2}, "image", "Input should be a valid dictionary"),
+        ({"image": "WHITE", "levels": 2}, "image.sha256", "String should match pattern"),
         ({"levels": 2}, "image", "Field required"),
         ({"image": None, "levels": "many"}, "image", ""),
         ({"image": {"sha256": "0" * 64}, "levels": "many"}, "levels", "valid integer"),
@@ -652,3 +652,13 @@ def test_plugin_with_a_bad_declaration_is_refused_naming_the_function(
         match=r"^cannot declare tool badplugin:undocumented: it has no docstring",
     ):
         discover_tools()
+
+
+def test_a_langchain_tool_accepts_an_image_by_its_sha256(tmp_path: Path) -> None:
+    from sensorium.tools.colour import colours
+
+    store = ImageStore(tmp_path / "store")
+    ref = store.add_image(Image.new("RGB", (8, 8), (220, 20, 30)))
+    tool = colours.as_langchain_tool(ToolContext(host=ModelHost("cpu"), images=store))
+    result = tool.invoke({"image": ref.sha256, "question": "What colour is it?"})
+    assert (result["answer"], result["error"], result["image"]) == ("red", None, ref.sha256)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class ImageRef(BaseModel):
@@ -20,6 +20,12 @@ class ImageRef(BaseModel):
     name: str = Field("", description="where the image came from, for display (file name)")
     width: int = Field(0, ge=0)
     height: int = Field(0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_sha256(cls, data: Any) -> Any:
+        # A bare sha256 string is a reference too: what an LLM calling a tool can pass.
+        return {"sha256": data} if isinstance(data, str) else data
 
     @property
     def short(self) -> str:
