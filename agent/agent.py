@@ -176,16 +176,23 @@ class Agent:
         )
 
     def ask(
-        self, question: str, images: Sequence[ImageInput] = (), *, thread_id: str | None = None
+        self,
+        question: str,
+        images: Sequence[ImageInput] | None = None,
+        *,
+        thread_id: str | None = None,
     ) -> TurnResult:
-        """Run one turn on a thread (a new thread when `thread_id` is None)."""
+        """Run one turn on a thread (a new thread when `thread_id` is None).
+
+        `images` replaces the thread's images; None keeps those of the previous turn, so a
+        follow-up question is about the same pictures (a new thread starts with none).
+        """
         text = check_question(question, self.settings.max_question_chars)
-        refs = [self.add_image(image) for image in images]
+        turn: dict[str, Any] = {"messages": [HumanMessage(text)], "question": text}
+        if images is not None:
+            turn["images"] = [self.add_image(image) for image in images]
         thread = thread_id or uuid.uuid4().hex
-        state = self.graph.invoke(
-            {"messages": [HumanMessage(text)], "question": text, "images": refs},
-            {"configurable": {"thread_id": thread}},
-        )
+        state = self.graph.invoke(turn, {"configurable": {"thread_id": thread}})
         decisions: list[Decision] = state.get("decisions", [])
         first = decisions[0] if decisions else None
         return TurnResult(
@@ -198,7 +205,7 @@ class Agent:
             decisions=decisions,
             plan=state.get("plan", Plan()),
             evidence=state.get("evidence", []),
-            images=refs,
+            images=state.get("images", []),
         )
 
     def history(self, thread_id: str) -> list[AnyMessage]:

@@ -38,10 +38,12 @@ class AgentResponder:
             )
         except Exception:
             return template
-        text = reply.content.strip() if isinstance(reply.content, str) else ""
-        if not text or normalise_answer(decision.answer) not in normalise_answer(text):
+        lines = reply.content.strip().splitlines() if isinstance(reply.content, str) else []
+        first = lines[0].strip() if lines else ""
+        # Only the first line is shown, so only the first line may carry the answer.
+        if not first or normalise_answer(decision.answer) not in normalise_answer(first):
             return template
-        return text.splitlines()[0]
+        return first
 
 
 def template_reply(

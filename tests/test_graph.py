@@ -184,3 +184,13 @@ def test_build_graph_returns_a_compiled_langgraph(settings: Settings) -> None:
     graph = build_graph(settings, chat_model=None)
     assert isinstance(graph, CompiledStateGraph)
     assert {"plan", "expert", "fuse", "respond"} <= set(graph.get_graph().nodes)
+
+
+def test_a_follow_up_on_a_thread_keeps_its_images(settings: Settings, red_image: Path) -> None:
+    agent = Agent(settings, chat_model=None)
+    first = agent.ask("What colour is this?", [red_image], thread_id="follow")
+    again = agent.ask("Is it red?", thread_id="follow")
+    assert again.images == first.images
+    assert again.answer == "yes"
+    cleared = agent.ask("What colour is this?", [], thread_id="follow")
+    assert cleared.images == [] and cleared.plan.calls == []

@@ -191,7 +191,7 @@ def test_missing_docstring_is_refused() -> None:
         return Evidence()
 
     refused_declaration(
-        undocumented, "it has no docstring; the first line becomes the tool's description"
+        undocumented, "it has no docstring; its text before Args: becomes the tool's description"
     )
 
 

@@ -107,10 +107,7 @@ class Tool:
     def run(self, ctx: ToolContext, arguments: dict[str, Any]) -> Evidence:
         """Validate, call the expert, and time it; failures become Evidence with `error`."""
         started = time.perf_counter()
-        image = arguments.get(self.image_params[0]) if self.image_params else None
-        image_sha = image.sha256 if isinstance(image, ImageRef) else None
-        if isinstance(image, dict):
-            image_sha = image.get("sha256")
+        image_sha = _image_sha(arguments.get(self.image_params[0])) if self.image_params else None
         try:
             validated = self.validate_arguments(arguments)
             kwargs = {k: getattr(validated, k) for k in self.input_model.model_fields}
@@ -137,6 +134,15 @@ class Tool:
             description=self.description,
             args_schema=self.input_model,
         )
+
+
+def _image_sha(value: Any) -> str | None:
+    """The sha256 of an image argument in any accepted form, even one that fails validation."""
+    if isinstance(value, ImageRef):
+        return value.sha256
+    if isinstance(value, dict):
+        value = value.get("sha256")
+    return value if isinstance(value, str) else None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -174,7 +180,7 @@ def _declare(
         return ToolDefinitionError(f"cannot declare tool {where}: {why}")
 
     if not fn.__doc__ or not fn.__doc__.strip():
-        raise refuse("it has no docstring; the first line becomes the tool's description")
+        raise refuse("it has no docstring; its text before Args: becomes the tool's description")
     description, param_docs = _parse_docstring(fn.__doc__)
     try:
         hints = typing.get_type_hints(fn)

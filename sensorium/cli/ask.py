@@ -33,7 +33,7 @@ def ask(
     """Ask one question and show the reply with a table of the evidence."""
     agent = open_agent(config, no_llm=no_llm, quiet=as_json)
     # Check the inputs before loading any model: a bad path fails in milliseconds.
-    images = [agent.add_image(path) for path in image or []]
+    images = [agent.add_image(path) for path in image] if image else None
     with err.status("Consulting experts...", spinner="dots"):
         result = agent.ask(question, images, thread_id=thread)
     if as_json:

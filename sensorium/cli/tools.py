@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from sensorium.cli.app import ConfigOption, Options, out, tools_app
+from sensorium.cli.app import ConfigOption, DebugOption, Options, out, tools_app
 from sensorium.config import load_settings
 from sensorium.tools import Registry, Tool
 
@@ -31,6 +31,7 @@ def describe(tool: Tool) -> dict[str, Any]:
 def list_tools(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
     config: ConfigOption = None,
+    debug: DebugOption = False,
 ) -> None:
     """List the experts this installation can use."""
     settings = load_settings(config or Options.config)
