@@ -5,12 +5,19 @@ from sensorium.agent.llm import load_chat_model, smollm2_path
 from sensorium.agent.planner import AgentPlanner
 from sensorium.agent.responder import AgentResponder, template_reply
 from sensorium.agent.router import Router
-from sensorium.agent.settings import LLMSettings, PlannerSettings, Settings, default_data_dir
+from sensorium.agent.settings import (
+    IndexSettings,
+    LLMSettings,
+    PlannerSettings,
+    Settings,
+    default_data_dir,
+)
 
 __all__ = [
     "Agent",
     "AgentPlanner",
     "AgentResponder",
+    "IndexSettings",
     "LLMSettings",
     "PlannerSettings",
     "Router",

@@ -4,11 +4,13 @@ threads, and answers `ask(question, images)`.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AnyMessage, HumanMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -33,7 +35,9 @@ from sensorium.tools import (
     UserError,
     default_host,
 )
-from sensorium.tools.lite_models import embed_texts
+from sensorium.tools.encoder import LiteJointEncoder
+from sensorium.tools.lite_models import conse_embedding, embed_texts
+from sensorium.tools.vector_index import ImageIndex, open_client
 
 ImageInput = str | Path | bytes | Image.Image | ImageRef
 
@@ -131,8 +135,13 @@ class Agent:
             max_pixels=self.settings.max_image_pixels,
             max_bytes=self.settings.max_image_bytes,
         )
+        self._index: ImageIndex | None = None
+        self._index_lock = threading.Lock()
         self.context = ToolContext(
-            host=self.host, images=self.images, cache_dir=self.settings.cache_dir
+            host=self.host,
+            images=self.images,
+            cache_dir=self.settings.cache_dir,
+            open_index=self.open_index,
         )
         self.registry = registry or Registry.discover(self.settings.tools)
         if chat_model == "auto":
@@ -147,7 +156,13 @@ class Agent:
             lambda texts: embed_texts(self.context, texts),
             max_tools=self.settings.planner.max_tools,
         )
-        self.planner = AgentPlanner(self.registry, self.router, chat_model, self.settings.planner)
+        self.planner = AgentPlanner(
+            self.registry,
+            self.router,
+            chat_model,
+            self.settings.planner,
+            image_matcher=self.best_match,
+        )
         self.responder = AgentResponder(chat_model)
         self.graph: CompiledStateGraph[Any, Any, Any, Any] = compile_graph(
             planner=self.planner,
@@ -158,6 +173,26 @@ class Agent:
             expert_timeout_s=self.settings.expert_timeout_s,
             checkpointer=checkpointer or memory_checkpointer(),
         )
+
+    @property
+    def encoder(self) -> LiteJointEncoder:
+        """The joint image-text encoder of the active profile."""
+        return LiteJointEncoder(self.context)
+
+    def best_match(self, description: str, images: list[ImageRef]) -> ImageRef:
+        """The image a description fits best ("cat" -> the cat picture), in the joint space."""
+        text = self.encoder.encode_texts([description])[0]
+        vectors = np.stack([conse_embedding(self.context, image)[0] for image in images])
+        return images[int(np.argmax(vectors @ text))]
+
+    def open_index(self) -> ImageIndex:
+        """The image index for the active encoder (opened once; embedded or over HTTP)."""
+        with self._index_lock:
+            if self._index is None:
+                client = open_client(self.settings.index_dir, self.settings.index.url)
+                encoder = self.encoder
+                self._index = ImageIndex(client, encoder.id, encoder.dimension)
+            return self._index
 
     def add_image(self, image: ImageInput) -> ImageRef:
         """Put an image in the store (a path, encoded bytes, a Pillow image, or a reference)."""

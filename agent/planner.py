@@ -7,6 +7,8 @@ checked against its tool's schema; a call that fails is dropped with a note in t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AnyMessage, HumanMessage, SystemMessage
 
@@ -14,8 +16,14 @@ from sensorium.agent.llm import complete_json
 from sensorium.agent.prompts import PLANNER_SYSTEM, planner_request
 from sensorium.agent.router import Router
 from sensorium.agent.settings import PlannerSettings
-from sensorium.graphs import Plan, ToolCall
+from sensorium.graphs import FollowUp, ImageMemory, Plan, ToolCall
 from sensorium.tools import ImageRef, Registry, ToolInputError
+from sensorium.tools.questions import (
+    described_reference,
+    is_search_request,
+    ordinal_reference,
+    split_search_request,
+)
 
 
 class AgentPlanner:
@@ -27,7 +35,9 @@ class AgentPlanner:
         router: Router,
         chat_model: BaseChatModel | None = None,
         settings: PlannerSettings | None = None,
+        image_matcher: ImageMatcher | None = None,
     ) -> None:
+        self.image_matcher = image_matcher
         self.registry = registry
         self.router = router
         self.chat_model = chat_model
@@ -60,9 +70,59 @@ class AgentPlanner:
             raise ValueError(f"expected {{'tools': [names]}}, got {str(reply)[:80]}")
         return picks
 
-    def plan(self, question: str, images: list[ImageRef], history: list[AnyMessage]) -> Plan:
+    def plan(
+        self,
+        question: str,
+        images: list[ImageRef],
+        history: list[AnyMessage],
+        memory: ImageMemory | None = None,
+    ) -> Plan:
         """Choose experts and bind their arguments (images by reference, the question)."""
+        memory = memory or ImageMemory()
+        if is_search_request(question) and "retrieve" in self.registry:
+            return self._search_plan(question, images)
         notes: list[str] = []
+        resolved = self._resolve_reference(question, memory, notes)
+        plan = self._question_plan(question, resolved if resolved is not None else images, notes)
+        plan.images = resolved
+        return plan
+
+    def _search_plan(self, question: str, images: list[ImageRef]) -> Plan:
+        """Retrieve first; what the request asks of the results runs as a second stage."""
+        arguments: dict[str, object] = {"question": question}
+        if images:
+            arguments["image"] = images[0]
+        plan = Plan(calls=[ToolCall(tool="retrieve", arguments=arguments)])
+        _, rest = split_search_request(question)
+        if rest:
+            tools = [name for name in self.router.route(rest) if name != "retrieve"]
+            position = ordinal_reference(rest) or 1
+            plan.follow_up = FollowUp(tools=tools, question=rest, positions=[position])
+            if not tools:
+                plan.notes.append(f"no expert fits {rest!r}; only retrieving")
+        return plan
+
+    def _resolve_reference(
+        self, question: str, memory: ImageMemory, notes: list[str]
+    ) -> list[ImageRef] | None:
+        """Images named by reference ("the second one", "that cat picture"), or None."""
+        position = ordinal_reference(question)
+        pool = memory.retrieved or memory.gallery
+        if position is not None and pool:
+            if not -len(pool) <= position <= len(pool):
+                notes.append(f"there is no image number {position}; {len(pool)} in memory")
+                return None
+            chosen = pool[position - 1] if position > 0 else pool[position]
+            notes.append(f"'{question}' refers to {chosen.name or chosen.short}")
+            return [chosen]
+        described = described_reference(question)
+        if described and len(memory.gallery) > 1 and self.image_matcher is not None:
+            best = self.image_matcher(described, memory.gallery)
+            notes.append(f"'the {described} picture' is {best.name or best.short}")
+            return [best]
+        return None
+
+    def _question_plan(self, question: str, images: list[ImageRef], notes: list[str]) -> Plan:
         vetted: list[str] = []
         if self.chat_model is not None and self.settings.use_llm and question.strip():
             try:
@@ -77,15 +137,15 @@ class AgentPlanner:
                     vetted.append(name)
                 else:
                     notes.append(f"LLM picked {name}, which does not fit the request; ignored")
-        routed = self.router.route(question)
+        routed = [name for name in self.router.route(question) if name != "retrieve"]
         names = list(dict.fromkeys([*routed, *vetted]))[: self.settings.max_tools]
         calls: list[ToolCall] = []
         for name in names:
             tool = self.registry.get(name)
-            if tool.image_params and not images:
+            if tool.needs_image and not images:
                 notes.append(f"{name} needs an image and none is attached")
                 continue
-            for image in images if tool.image_params else [None]:
+            for image in images if tool.image_params and images else [None]:
                 arguments: dict[str, object] = {}
                 if image is not None:
                     arguments[tool.image_params[0]] = image
@@ -99,3 +159,6 @@ class AgentPlanner:
                 source = "llm" if name in vetted else "router"
                 calls.append(ToolCall(tool=name, arguments=arguments, source=source))
         return Plan(calls=calls, notes=notes)
+
+
+ImageMatcher = Callable[[str, list[ImageRef]], ImageRef]

@@ -25,7 +25,12 @@ class AgentResponder:
     ) -> str:
         """The reply for one turn."""
         template = template_reply(question, decisions, evidence, plan)
-        if self.chat_model is None or len(decisions) != 1 or decisions[0].abstained:
+        if (
+            self.chat_model is None
+            or len(decisions) != 1
+            or decisions[0].abstained
+            or _unvoted(decisions, evidence)  # the template lists what else was found
+        ):
             return template
         decision = decisions[0]
         assert decision.answer is not None
@@ -44,6 +49,12 @@ class AgentResponder:
         if not first or normalise_answer(decision.answer) not in normalise_answer(first):
             return template
         return first
+
+
+def _unvoted(decisions: list[Decision], evidence: list[Evidence]) -> list[Evidence]:
+    """Evidence that informed the turn without voting (a retrieval, an embedding)."""
+    voters = {vote.expert for decision in decisions for vote in decision.votes}
+    return [e for e in evidence if e.ok and e.expert not in voters]
 
 
 def template_reply(
@@ -82,9 +93,7 @@ def template_reply(
                 f"{prefix}{sentence[0].upper()}{sentence[1:]} "
                 f"({decision.confidence:.0%} confidence; from {', '.join(experts)})"
             )
-    if not decisions:
-        shown = [e for e in evidence if e.ok]
-        parts += [f"{e.expert}: {e.answer}" for e in shown]
+    parts = [f"{e.expert}: {e.answer}." for e in _unvoted(decisions, evidence)] + parts
     if failures:
         parts.append("Failed: " + "; ".join(f"{e.expert} ({e.error})" for e in failures))
     return " ".join(parts)

@@ -43,6 +43,17 @@ class PlannerSettings(BaseModel):
     max_tools: int = Field(3, ge=1, le=16)
 
 
+class IndexSettings(BaseModel):
+    """The image index (Chroma)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(
+        None, description="a `chroma run` server, e.g. http://127.0.0.1:8000; None: embedded"
+    )
+    batch_size: int = Field(32, ge=1, le=1024, description="images encoded per forward pass")
+
+
 class Settings(BaseModel):
     """Configuration of an agent. Build one directly, or load it with `load_settings`."""
 
@@ -59,6 +70,7 @@ class Settings(BaseModel):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
     fusion: FusionSettings = Field(default_factory=FusionSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
 
     @field_validator("data_dir")
     @classmethod
@@ -74,6 +86,11 @@ class Settings(BaseModel):
     def threads_path(self) -> Path:
         """The SQLite file holding conversation threads."""
         return self.data_dir / "threads.sqlite"
+
+    @property
+    def index_dir(self) -> Path:
+        """Where the embedded Chroma index lives (unused with `index.url`)."""
+        return self.data_dir / "index"
 
     @property
     def cache_dir(self) -> Path:

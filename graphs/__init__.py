@@ -8,6 +8,8 @@ from sensorium.graphs.fusion import Decision, FusionSettings, Vote, fuse, fuse_b
 from sensorium.graphs.normalize import normalise_answer
 from sensorium.graphs.state import (
     ExpertTask,
+    FollowUp,
+    ImageMemory,
     Plan,
     Planner,
     ResetEvidence,
@@ -21,7 +23,9 @@ __all__ = [
     "Decision",
     "ExpertRunner",
     "ExpertTask",
+    "FollowUp",
     "FusionSettings",
+    "ImageMemory",
     "Plan",
     "Planner",
     "ResetEvidence",

@@ -19,6 +19,8 @@ from langgraph.types import Send
 from sensorium.graphs.fusion import FusionSettings, fuse_by_image
 from sensorium.graphs.state import (
     ExpertTask,
+    FollowUp,
+    ImageMemory,
     Plan,
     Planner,
     ResetEvidence,
@@ -26,7 +28,7 @@ from sensorium.graphs.state import (
     ToolCall,
     TurnState,
 )
-from sensorium.tools import Evidence, Registry, ToolContext
+from sensorium.tools import Evidence, ImageRef, Registry, ToolContext
 
 
 class ExpertRunner:
@@ -60,6 +62,40 @@ class ExpertRunner:
             )
 
 
+def retrieved_images(evidence: list[Evidence]) -> list[ImageRef]:
+    """Images an expert found this turn (a retriever's `hits`), best first."""
+    found: list[ImageRef] = []
+    for item in evidence:
+        for hit in item.payload.get("hits", []) if item.ok else []:
+            if isinstance(hit, dict) and "image" in hit:
+                found.append(ImageRef.model_validate(hit["image"]))
+    return found
+
+
+def follow_up_calls(
+    stage: FollowUp, retrieved: list[ImageRef], registry: Registry
+) -> list[ToolCall]:
+    """The second-stage calls: each follow-up tool on each chosen retrieved image."""
+    chosen = [
+        retrieved[p - 1] if p > 0 else retrieved[p]
+        for p in stage.positions
+        if -len(retrieved) <= p <= len(retrieved) and p != 0
+    ]
+    calls = []
+    for image in dict.fromkeys(chosen):
+        for name in stage.tools:
+            if name not in registry:
+                continue
+            tool = registry.get(name)
+            arguments: dict[str, Any] = {}
+            if tool.image_params:
+                arguments[tool.image_params[0]] = image
+            if tool.takes_question:
+                arguments["question"] = stage.question
+            calls.append(ToolCall(tool=name, arguments=arguments, source="router"))
+    return calls
+
+
 def compile_graph(
     *,
     planner: Planner,
@@ -75,10 +111,21 @@ def compile_graph(
     run_expert = ExpertRunner(registry, context, expert_timeout_s)
 
     def plan(state: TurnState) -> dict[str, Any]:
-        chosen = planner.plan(
-            state.get("question", ""), list(state.get("images", [])), state.get("messages", [])
+        images = list(state.get("images", []))
+        memory = ImageMemory(
+            gallery=[*state.get("gallery", []), *images], retrieved=state.get("retrieved", [])
         )
-        return {"plan": chosen, "evidence": ResetEvidence(), "decisions": [], "reply": ""}
+        chosen = planner.plan(state.get("question", ""), images, state.get("messages", []), memory)
+        if chosen.images is not None:
+            images = chosen.images
+        return {
+            "plan": chosen,
+            "images": images,
+            "gallery": images,
+            "evidence": ResetEvidence(),
+            "decisions": [],
+            "reply": "",
+        }
 
     def fan_out(state: TurnState) -> list[Send] | str:
         calls = state["plan"].calls
@@ -88,6 +135,20 @@ def compile_graph(
 
     def expert(task: ExpertTask) -> dict[str, Any]:
         return {"evidence": [run_expert(task["call"])]}
+
+    def collect(state: TurnState) -> dict[str, Any]:
+        retrieved = retrieved_images(state.get("evidence", []))
+        if not retrieved:
+            return {}
+        return {"retrieved": retrieved, "gallery": retrieved}
+
+    def follow_up(state: TurnState) -> list[Send] | str:
+        stage = state["plan"].follow_up
+        retrieved = retrieved_images(state.get("evidence", []))
+        if stage is None or not retrieved:
+            return "fuse"
+        calls = follow_up_calls(stage, retrieved, registry)
+        return [Send("follow_up_expert", ExpertTask(call=call)) for call in calls] or "fuse"
 
     def fuse(state: TurnState) -> dict[str, Any]:
         tools = {
@@ -117,11 +178,15 @@ def compile_graph(
     graph = StateGraph(TurnState)
     graph.add_node("plan", plan)
     graph.add_node("expert", expert)  # type: ignore[arg-type]
+    graph.add_node("collect", collect)
+    graph.add_node("follow_up_expert", expert)  # type: ignore[arg-type]
     graph.add_node("fuse", fuse)
     graph.add_node("respond", respond)
     graph.add_edge(START, "plan")
     graph.add_conditional_edges("plan", fan_out, ["expert", "fuse"])
-    graph.add_edge("expert", "fuse")
+    graph.add_edge("expert", "collect")
+    graph.add_conditional_edges("collect", follow_up, ["follow_up_expert", "fuse"])
+    graph.add_edge("follow_up_expert", "fuse")
     graph.add_edge("fuse", "respond")
     graph.add_edge("respond", END)
     return graph.compile(checkpointer=checkpointer)

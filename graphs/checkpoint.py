@@ -14,10 +14,20 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from sensorium.graphs.fusion import Decision, Vote
-from sensorium.graphs.state import Plan, ResetEvidence, ToolCall
+from sensorium.graphs.state import FollowUp, ImageMemory, Plan, ResetEvidence, ToolCall
 from sensorium.tools import Evidence, ImageRef
 
-STATE_TYPES = (Evidence, ImageRef, Plan, ToolCall, Decision, Vote, ResetEvidence)
+STATE_TYPES = (
+    Evidence,
+    ImageRef,
+    Plan,
+    ToolCall,
+    FollowUp,
+    ImageMemory,
+    Decision,
+    Vote,
+    ResetEvidence,
+)
 
 
 def state_serializer() -> JsonPlusSerializer:

@@ -20,10 +20,24 @@ class ToolCall(BaseModel):
     source: Literal["llm", "router"] = "router"
 
 
+class FollowUp(BaseModel):
+    """Experts to run on images retrieved earlier in the same turn."""
+
+    tools: list[str] = Field(default_factory=list)
+    question: str = Field("", description="what to ask about the retrieved images")
+    positions: list[int] = Field(
+        default_factory=lambda: [1], description="1-based positions among the results; -1: last"
+    )
+
+
 class Plan(BaseModel):
     """The experts chosen for a turn, and how they were chosen."""
 
     calls: list[ToolCall] = Field(default_factory=list)
+    follow_up: FollowUp | None = Field(None, description="a second stage on retrieved images")
+    images: list[ImageRef] | None = Field(
+        None, description="the images the turn is about, when the planner resolved a reference"
+    )
     notes: list[str] = Field(default_factory=list, description="why the plan looks as it does")
 
 
@@ -40,12 +54,21 @@ def merge_evidence(
     return [*(current or []), *update]
 
 
+def remember_images(current: list[ImageRef] | None, update: list[ImageRef]) -> list[ImageRef]:
+    """Reducer: the thread's image memory, in first-seen order, each image once."""
+    seen = {image.sha256 for image in current or []}
+    fresh = [image for image in update if image.sha256 not in seen]
+    return [*(current or []), *list({image.sha256: image for image in fresh}.values())]
+
+
 class TurnState(TypedDict, total=False):
     """Graph state. Input per turn: `messages` (the user's message), `question`, `images`."""
 
     messages: Annotated[list[AnyMessage], add_messages]
     question: str
     images: list[ImageRef]
+    gallery: Annotated[list[ImageRef], remember_images]
+    retrieved: list[ImageRef]
     plan: Plan
     evidence: Annotated[list[Evidence], merge_evidence]
     decisions: list[Decision]
@@ -61,9 +84,22 @@ class ExpertTask(TypedDict):
 class Planner(Protocol):
     """Chooses the experts for a turn."""
 
-    def plan(self, question: str, images: list[ImageRef], history: list[AnyMessage]) -> Plan:
+    def plan(
+        self,
+        question: str,
+        images: list[ImageRef],
+        history: list[AnyMessage],
+        memory: ImageMemory,
+    ) -> Plan:
         """The plan for this question and these images."""
         ...
+
+
+class ImageMemory(BaseModel):
+    """The images a thread has seen: every one in order, and the last retrieval's results."""
+
+    gallery: list[ImageRef] = Field(default_factory=list)
+    retrieved: list[ImageRef] = Field(default_factory=list)
 
 
 class Responder(Protocol):

@@ -7,7 +7,15 @@ runs them in parallel, fuses their answers with calibrated confidences, and show
     print(result.reply, result.confidence)
 """
 
-from sensorium.agent import Agent, LLMSettings, PlannerSettings, Settings, TurnResult, build_graph
+from sensorium.agent import (
+    Agent,
+    IndexSettings,
+    LLMSettings,
+    PlannerSettings,
+    Settings,
+    TurnResult,
+    build_graph,
+)
 from sensorium.config import load_settings
 from sensorium.graphs import Decision, FusionSettings, Plan, ToolCall, fuse, normalise_answer
 from sensorium.tools import (
@@ -36,6 +44,7 @@ __all__ = [
     "ImageInputError",
     "ImageRef",
     "ImageStore",
+    "IndexSettings",
     "LLMSettings",
     "ModelUnavailableError",
     "Plan",

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from sensorium.tools.host import ModelHost
     from sensorium.tools.images import ImageStore
+    from sensorium.tools.vector_index import ImageIndex
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class ToolContext:
     host: ModelHost
     images: ImageStore
     cache_dir: Path | None = None  # for derived data worth keeping (label embeddings)
+    open_index: Callable[[], ImageIndex] | None = None  # the image index, opened on first use
 
 
 ExpertFunction = Callable[..., Evidence]
@@ -77,6 +79,11 @@ class Tool:
     def qualname(self) -> str:
         """`module:function` of the implementation, for messages."""
         return f"{self.fn.__module__}:{self.fn.__qualname__}"
+
+    @property
+    def needs_image(self) -> bool:
+        """True when the expert cannot run without an image."""
+        return any(self.input_model.model_fields[p].is_required() for p in self.image_params)
 
     @property
     def takes_question(self) -> bool:
@@ -202,7 +209,7 @@ def _declare(
             raise refuse(f"parameter {param.name!r} is not described in the docstring's Args:")
         default = ... if param.default is param.empty else param.default
         fields[param.name] = (hints[param.name], Field(default, description=param_docs[param.name]))
-        if hints[param.name] is ImageRef:
+        if hints[param.name] in (ImageRef, ImageRef | None):
             image_params.append(param.name)
     tool_name = name or fn.__name__
     if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", tool_name):

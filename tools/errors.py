@@ -26,3 +26,7 @@ class ImageInputError(SensoriumError):
 
 class ModelUnavailableError(SensoriumError):
     """A model's weights or package cannot be found; the message says how to provide it."""
+
+
+class IndexUnavailableError(SensoriumError):
+    """The image index cannot be opened or used (another encoder built it, a dead server)."""

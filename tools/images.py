@@ -44,6 +44,17 @@ class ImageStore:
     def add(self, path: str | Path) -> ImageRef:
         """Check and store the image file at `path`; raises `ImageInputError` saying why not."""
         path = Path(path)
+        return self.add_bytes(self._read_file(path), name=path.name, label=str(path))
+
+    def read(self, path: str | Path) -> tuple[str, Image.Image]:
+        """Check and decode an image file without storing it: (sha256 of its bytes, RGB image)."""
+        path = Path(path)
+        data = self._read_file(path)
+        if len(data) > self.max_bytes:
+            raise ImageInputError(f"{path} is {_size(len(data))}, over the limit")
+        return hashlib.sha256(data).hexdigest(), self._decode(data, str(path))
+
+    def _read_file(self, path: Path) -> bytes:
         if not path.exists():
             raise ImageInputError(f"image not found: {path}; check the path")
         if path.is_dir():
@@ -60,7 +71,9 @@ class ImageStore:
             data = path.read_bytes()
         except OSError as exc:
             raise ImageInputError(f"cannot read {path}: {exc.strerror}") from None
-        return self.add_bytes(data, name=path.name, label=str(path))
+        if not data:
+            raise ImageInputError(f"{path} is empty (0 bytes); pass a real image file")
+        return data
 
     def add_bytes(self, data: bytes, *, name: str = "", label: str = "image") -> ImageRef:
         """Check and store an encoded image (PNG, JPEG, ...) given as bytes."""

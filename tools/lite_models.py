@@ -73,17 +73,22 @@ def preprocess(image: Image.Image) -> torch.Tensor:
     return (tensor - 0.5) / 0.5
 
 
+def class_probabilities_batch(ctx: ToolContext, images: list[Image.Image]) -> np.ndarray:
+    """Softmax over the 1000 ImageNet classes, one row per image, in one forward pass."""
+    model = ctx.host.get(CLASSIFIER_KEY, _load_classifier)
+    batch = torch.stack([preprocess(image) for image in images]).to(ctx.host.device)
+    with torch.inference_mode():
+        probs = model(batch).softmax(-1)
+    return cast(np.ndarray, probs.float().cpu().numpy())
+
+
 def class_probabilities(ctx: ToolContext, image: ImageRef) -> np.ndarray:
     """Softmax over the 1000 ImageNet classes for a stored image (memoised per image)."""
-
-    def compute() -> np.ndarray:
-        model = ctx.host.get(CLASSIFIER_KEY, _load_classifier)
-        batch = preprocess(ctx.images.load(image))[None].to(ctx.host.device)
-        with torch.inference_mode():
-            probs = model(batch).softmax(-1)[0]
-        return cast(np.ndarray, probs.float().cpu().numpy())
-
-    return ctx.host.memo("imagenet-probs", image.sha256, compute)
+    return ctx.host.memo(
+        "imagenet-probs",
+        image.sha256,
+        lambda: class_probabilities_batch(ctx, [ctx.images.load(image)])[0],
+    )
 
 
 def embed_texts(ctx: ToolContext, texts: list[str]) -> np.ndarray:
@@ -129,11 +134,20 @@ def label_embeddings(ctx: ToolContext) -> np.ndarray:
     return embed_phrases(ctx, "imagenet-labels", prompts)
 
 
+def conse_vectors(ctx: ToolContext, probs: np.ndarray) -> np.ndarray:
+    """ConSE: each row of class probabilities becomes the unit-length, probability-weighted
+    mean of the embeddings of its top labels."""
+    labels = label_embeddings(ctx)
+    top = np.argsort(probs, axis=1)[:, ::-1][:, :CONSE_TOP]
+    weights = np.take_along_axis(probs, top, axis=1)
+    weights = weights / weights.sum(1, keepdims=True)
+    vectors: np.ndarray = np.einsum("nk,nkd->nd", weights, labels[top])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-12
+    return vectors.astype(np.float32)
+
+
 def conse_embedding(ctx: ToolContext, image: ImageRef) -> tuple[np.ndarray, float]:
     """An image in MiniLM space, and the probability mass of the labels it was built from."""
     probs = class_probabilities(ctx, image)
-    top = np.argsort(probs)[::-1][:CONSE_TOP]
-    weights = probs[top] / probs[top].sum()
-    vector = (weights[:, None] * label_embeddings(ctx)[top]).sum(0)
-    vector /= np.linalg.norm(vector) + 1e-12
-    return vector.astype(np.float32), float(probs[top].sum())
+    mass = float(np.sort(probs)[::-1][:CONSE_TOP].sum())
+    return conse_vectors(ctx, probs[None, :])[0], mass

@@ -60,3 +60,61 @@ def yes_no_subject(question: str) -> str | None:
         return None
     subject = _ARTICLE.sub("", match.group("subject").strip().lower())
     return subject or None
+
+
+_SEARCH = re.compile(
+    r"\b(find|search|look for|show me|retrieve|fetch|which of my|any of my|photos? of|"
+    r"pictures? of|images? of)\b",
+    re.IGNORECASE,
+)
+_SEARCH_LEAD = re.compile(
+    r"^\s*(?:please\s+)?(?:can you\s+|could you\s+)?"
+    r"(?:find|search(?: for)?|look for|show(?: me)?|retrieve|fetch|get)?\s*"
+    r"(?:me\s+)?(?:all\s+)?(?:of\s+)?(?:my|the|some|any)?\s*"
+    r"(?:photos?|pictures?|images?|shots?|snaps?)?\s*(?:of|with|showing|that show)?\s*",
+    re.IGNORECASE,
+)
+_ORDINALS = {
+    "first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4,
+    "fifth": 5, "5th": 5, "last": -1,
+}  # fmt: skip
+_ORDINAL = re.compile(
+    r"\b(?:the\s+)?(" + "|".join(_ORDINALS) + r")\s+(?:one|image|photo|picture|result)s?\b",
+    re.IGNORECASE,
+)
+
+
+def is_search_request(request: str) -> bool:
+    """True for requests to find images in the user's collection ("find my photos of cats")."""
+    return bool(_SEARCH.search(request)) and question_kind(request) != "yes_no"
+
+
+def split_search_request(request: str) -> tuple[str, str]:
+    """("find my photos of cats and describe the first one") -> ("cats", "describe the first
+    one"): what to search for, and what to do with the results (may be empty)."""
+    parts = re.split(r"\s+(?:and|then)\s+", request.strip(), maxsplit=1)
+    head, tail = parts[0], parts[1] if len(parts) > 1 else ""
+    phrase = _SEARCH_LEAD.sub("", head, count=1).strip(" ?.!,") or head.strip(" ?.!,")
+    return phrase, tail.strip()
+
+
+def ordinal_reference(text: str) -> int | None:
+    """1-based position named in "the second one" (-1 for "the last one"), else None."""
+    match = _ORDINAL.search(text)
+    return _ORDINALS[match.group(1).lower()] if match else None
+
+
+_DESCRIBED = re.compile(
+    r"\b(?:that|the)\s+(?P<what>[a-z-]+(?:\s+[a-z-]+)?)\s+(?:picture|photo|image|shot|one)\b",
+    re.IGNORECASE,
+)
+_NOT_DESCRIPTIONS = set(_ORDINALS) | {"same", "other", "next", "previous", "in", "of", "this"}
+
+
+def described_reference(text: str) -> str | None:
+    """The description in "that cat picture" / "the red one" ("cat", "red"), else None."""
+    match = _DESCRIBED.search(text)
+    if not match:
+        return None
+    what = match.group("what").lower()
+    return None if set(what.split()) & _NOT_DESCRIPTIONS else what
