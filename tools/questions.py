@@ -63,8 +63,8 @@ def yes_no_subject(question: str) -> str | None:
 
 
 _SEARCH = re.compile(
-    r"\b(find|search|look for|show me|retrieve|fetch|which of my|any of my|photos? of|"
-    r"pictures? of|images? of)\b",
+    r"\b(find|search|look for|show me|retrieve|fetch|which of my|any of my|"
+    r"my (?:photos|pictures|images))\b",
     re.IGNORECASE,
 )
 _SEARCH_LEAD = re.compile(
