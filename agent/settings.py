@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sensorium.graphs import FusionSettings
 
@@ -61,6 +61,9 @@ class Settings(BaseModel):
 
     profile: Literal["lite"] = Field("lite", description="model profile")
     data_dir: Path = Field(default_factory=default_data_dir)
+    cache_dir: Path | None = Field(
+        None, description="derived data worth keeping (label embeddings); default data_dir/cache"
+    )
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     tools: list[str] | None = Field(None, description="enabled tools; None enables all installed")
     expert_timeout_s: float = Field(120.0, gt=0)
@@ -72,10 +75,10 @@ class Settings(BaseModel):
     fusion: FusionSettings = Field(default_factory=FusionSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
 
-    @field_validator("data_dir")
+    @field_validator("data_dir", "cache_dir")
     @classmethod
-    def _expand_home(cls, path: Path) -> Path:
-        return path.expanduser()
+    def _expand_home(cls, path: Path | None) -> Path | None:
+        return path.expanduser() if path is not None else None
 
     @property
     def images_dir(self) -> Path:
@@ -92,7 +95,8 @@ class Settings(BaseModel):
         """Where the embedded Chroma index lives (unused with `index.url`)."""
         return self.data_dir / "index"
 
-    @property
-    def cache_dir(self) -> Path:
-        """Derived data worth keeping between runs (label embeddings)."""
-        return self.data_dir / "cache"
+    @model_validator(mode="after")
+    def _default_cache_dir(self) -> Settings:
+        if self.cache_dir is None:
+            self.cache_dir = self.data_dir / "cache"
+        return self

@@ -18,8 +18,17 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_IMAGES = REPO / "examples" / "images"
 
 
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache of derived data (label embeddings) for the whole run, CLI subprocesses too:
+    encoding the 1000 label prompts takes seconds per fresh cache."""
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
-def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def isolated_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_cache: Path
+) -> Iterator[None]:
     """No test reads or writes the user's folders, and nothing may reach a model hub."""
     monkeypatch.setenv("SENSORIUM_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
@@ -28,6 +37,7 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     for name in list(__import__("os").environ):
         if name.startswith("SENSORIUM_") and name != "SENSORIUM_DATA_DIR":
             monkeypatch.delenv(name)
+    monkeypatch.setenv("SENSORIUM_CACHE_DIR", str(shared_cache))
     yield
 
 
