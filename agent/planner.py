@@ -7,6 +7,7 @@ checked against its tool's schema; a call that fails is dropped with a note in t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from langchain_core.language_models import BaseChatModel
@@ -90,7 +91,8 @@ class AgentPlanner:
     def _search_plan(self, question: str, images: list[ImageRef]) -> Plan:
         """Retrieve first; what the request asks of the results runs as a second stage."""
         arguments: dict[str, object] = {"question": question}
-        if images:
+        # The thread's image joins the query only when the request points at it.
+        if images and _POINTS_AT_IMAGE.search(question):
             arguments["image"] = images[0]
         plan = Plan(calls=[ToolCall(tool="retrieve", arguments=arguments)])
         _, rest = split_search_request(question)
@@ -162,3 +164,4 @@ class AgentPlanner:
 
 
 ImageMatcher = Callable[[str, list[ImageRef]], ImageRef]
+_POINTS_AT_IMAGE = re.compile(r"\b(this|these|similar|like)\b", re.IGNORECASE)

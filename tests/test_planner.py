@@ -146,3 +146,22 @@ def test_the_responder_rejects_an_llm_reply_that_changes_the_answer(scripted: Sc
     plan = Plan(calls=[])
     reply = responder.respond("What animal?", [decision("cat", 0.9)], [], plan)
     assert "cat" in reply.lower() and "dog" not in reply.lower()
+
+
+def test_a_search_request_retrieves_then_follows_up(agent: Agent, image: ImageRef) -> None:
+    plan = agent.planner.plan("find my photos of cats and describe the second one", [], [])
+    assert [(c.tool, c.arguments) for c in plan.calls] == [
+        ("retrieve", {"question": "find my photos of cats and describe the second one"})
+    ]
+    assert plan.follow_up is not None
+    assert (plan.follow_up.tools, plan.follow_up.positions) == (["caption"], [2])
+    assert plan.follow_up.question == "describe the second one"
+
+
+def test_a_search_uses_the_threads_image_only_when_pointed_at(
+    agent: Agent, image: ImageRef
+) -> None:
+    unrelated = agent.planner.plan("show me pictures of dogs", [image], [])
+    assert "image" not in unrelated.calls[0].arguments
+    pointed = agent.planner.plan("which of my photos looks like this one?", [image], [])
+    assert pointed.calls[0].arguments["image"] == image
