@@ -178,12 +178,11 @@ class ImageIndex:
         self._check(vector[None, :])
         if k < 1:
             raise UserError(f"k must be at least 1, not {k}")
-        total = self.count()
-        if total == 0:
-            return []
+        # No count() first: it is a second round trip per query. Chroma (>= 1.0) returns
+        # fewer than `k` hits when fewer are stored, and none from an empty collection.
         result = self._collection.query(
             query_embeddings=[vector.astype(np.float32).tolist()],
-            n_results=min(k, total),
+            n_results=k,
             include=["metadatas", "distances"],
         )
         return [
