@@ -69,6 +69,7 @@ class TurnResult(BaseModel):
                 {"tool": c.tool, "arguments": _plain(c.arguments), "source": c.source}
                 for c in self.plan.calls
             ],
+            "follow_up": self.plan.follow_up.model_dump() if self.plan.follow_up else None,
             "plan_notes": self.plan.notes,
             "evidence": [
                 {

@@ -220,3 +220,11 @@ def test_chat_holds_a_conversation_and_resumes_a_thread(chelsea: Path) -> None:
     assert "resumed: 2 earlier turns" in resumed.stderr
     assert "human: What animal is this?" in resumed.stdout
     assert "No" in resumed.stdout  # the attached image carried over from the last session
+
+
+def test_index_with_only_missing_paths_is_one_line(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = cli("index", str(tmp_path / "nowhere"))
+    assert result.code == 1
+    assert result.err.strip() == (
+        f"error: nothing to index: {tmp_path / 'nowhere'} not found; check the paths"
+    )

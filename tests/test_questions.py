@@ -57,6 +57,7 @@ def test_yes_no_subject(question: str, subject: str | None) -> None:
         ),
         ("Show me pictures of the beach", True, ("the beach", "")),
         ("search for a red car", True, ("a red car", "")),
+        ("search my images for a red car", True, ("a red car", "")),
         (
             "Find images with dogs, then tell me their colour",
             True,

@@ -93,6 +93,7 @@ def index_images(
     known = index.entries()
     pending: list[tuple[Path, str, Image.Image]] = []
     done = 0
+    skipped = 0  # unchanged or unreadable files, counted for progress
 
     def flush() -> None:
         nonlocal done
@@ -120,24 +121,26 @@ def index_images(
         done += len(pending)
         pending.clear()
         if progress:
-            progress(done + report.unchanged + len(report.failed), len(files))
+            progress(done + skipped, len(files))
 
     for path in files:
         try:
             sha, image = reader.read(path)
         except ImageInputError as exc:
             report.failed.append((str(path), str(exc)))
+            skipped += 1
             continue
         previous = known.get(str(path))
         if previous is not None and previous.sha256 == sha:
             report.unchanged += 1
+            skipped += 1
             continue
         pending.append((path, sha, image))
         if len(pending) >= batch_size:
             flush()
     flush()
-    if progress:
-        progress(len(files), len(files))
+    if progress and not done:  # nothing was encoded: report the skipped files once
+        progress(skipped, len(files))
     if prune:
         present = {str(p) for p in files}
         gone = [

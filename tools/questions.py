@@ -71,7 +71,7 @@ _SEARCH_LEAD = re.compile(
     r"^\s*(?:please\s+)?(?:can you\s+|could you\s+)?"
     r"(?:find|search(?: for)?|look for|show(?: me)?|retrieve|fetch|get)?\s*"
     r"(?:me\s+)?(?:all\s+)?(?:of\s+)?(?:my|the|some|any)?\s*"
-    r"(?:photos?|pictures?|images?|shots?|snaps?)?\s*(?:of|with|showing|that show)?\s*",
+    r"(?:photos?|pictures?|images?|shots?|snaps?)?\s*(?:of|with|showing|that show|for)?\s*",
     re.IGNORECASE,
 )
 _ORDINALS = {

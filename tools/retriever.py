@@ -55,7 +55,7 @@ def retrieve(
         try:
             ref = ctx.images.add(hit.path)
         except ImageInputError:
-            continue  # the file moved or changed since indexing; `index --prune` cleans up
+            continue  # the file is gone or unreadable since indexing; `index --prune` cleans up
         found.append(hit.model_dump() | {"image": ref.model_dump(), "name": Path(hit.path).name})
     if not found:
         return Evidence(answer="no matching images", confidence=0.0, payload={"hits": []})

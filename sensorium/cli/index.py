@@ -32,6 +32,9 @@ def index(
     debug: DebugOption = False,
 ) -> None:
     """Index images for search: new and changed files are encoded, unchanged ones skipped."""
+    missing = [str(path) for path in paths if not path.exists()]
+    if len(missing) == len(paths):
+        raise UserError(f"nothing to index: {', '.join(missing)} not found; check the paths")
     agent = open_agent(config, no_llm=True, quiet=as_json)
     store = agent.open_index()
     size = batch_size or agent.settings.index.batch_size
@@ -61,7 +64,8 @@ def show_report(report: IndexReport, total: int) -> None:
     """The counts, then every file that could not be indexed and why."""
     out.print(
         f"added {report.added}, replaced {report.replaced}, unchanged {report.unchanged}, "
-        f"pruned {report.pruned}, failed {len(report.failed)}; {total} images in the index",
+        f"pruned {report.pruned}, failed {len(report.failed)}; "
+        f"{total} image{'s' if total != 1 else ''} in the index",
         highlight=False,
     )
     for path, reason in report.failed:
