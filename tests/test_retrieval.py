@@ -196,3 +196,10 @@ def test_later_turns_resolve_references_to_earlier_images(agent: Agent, photos: 
     chelsea = agent.images.add(photos / "chelsea.png")
     assert cat.images == [chelsea]
     assert "cat" in (cat.answer or "")
+
+
+def test_search_by_example_image_in_a_turn(agent: Agent, photos: Path) -> None:
+    result = agent.ask("Which of my photos looks like this one?", [photos / "coffee.png"])
+    hits = result.evidence[0].payload["hits"]
+    assert Path(hits[0]["path"]).name == "coffee.png"
+    assert hits[0]["score"] > 0.99

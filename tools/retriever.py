@@ -6,6 +6,7 @@ experts in the same turn ("find my photos of cats and describe the first one").
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from sensorium.tools.base import ToolContext, expert
@@ -13,6 +14,13 @@ from sensorium.tools.encoder import LiteJointEncoder, compose_query
 from sensorium.tools.errors import ImageInputError, UserError
 from sensorium.tools.evidence import Evidence, ImageRef
 from sensorium.tools.questions import split_search_request
+
+_POINTER = re.compile(
+    r"\b(?:which of my (?:photos|pictures|images)\s+)?(?:looks?\s+like|like|similar\s+to)\s+"
+    r"(?:this|these)(?:\s+(?:one|ones|image|photo|picture))?",
+    re.IGNORECASE,
+)
+_FILLER = re.compile(r"\b(?:but|and|that|which|is|are|one|ones|of|my|me|some)\b", re.IGNORECASE)
 
 
 @expert(
@@ -42,13 +50,18 @@ def retrieve(
         raise UserError("the image index is empty; run `sensorium index FOLDER` first")
     encoder = LiteJointEncoder(ctx)
     phrase, _ = split_search_request(question)
-    text_vector = encoder.encode_texts([phrase])[0]
-    if image is not None:
-        image_vector = encoder.encode_images([ctx.images.load(image)])[0]
-        looks_like = "like this" in question.lower() or "looks like" in question.lower()
-        vector = image_vector if looks_like else compose_query(image_vector, text_vector)
+    if image is None:
+        vector = encoder.encode_texts([phrase])[0]
     else:
-        vector = text_vector
+        # "like this but at night": the image, modified by whatever words remain.
+        image_vector = encoder.encode_images([ctx.images.load(image)])[0]
+        modifier = _POINTER.sub(" ", phrase)
+        modifier = " ".join(_FILLER.sub(" ", modifier).split()).strip(" ?.,!")
+        vector = (
+            compose_query(image_vector, encoder.encode_texts([modifier])[0])
+            if modifier
+            else image_vector
+        )
     hits = index.search(vector, k)
     found: list[dict[str, object]] = []
     for hit in hits:
