@@ -17,7 +17,7 @@ from sensorium.agent.llm import complete_json
 from sensorium.agent.prompts import PLANNER_SYSTEM, planner_request
 from sensorium.agent.router import Router
 from sensorium.agent.settings import PlannerSettings
-from sensorium.graphs import FollowUp, ImageMemory, Plan, ToolCall
+from sensorium.graphs import FollowUp, ImageMemory, Plan, ToolCall, image_at
 from sensorium.tools import ImageRef, Registry, ToolInputError
 from sensorium.tools.questions import (
     described_reference,
@@ -111,10 +111,10 @@ class AgentPlanner:
         position = ordinal_reference(question)
         pool = memory.retrieved or memory.gallery
         if position is not None and pool:
-            if not -len(pool) <= position <= len(pool):
+            chosen = image_at(pool, position)
+            if chosen is None:
                 notes.append(f"there is no image number {position}; {len(pool)} in memory")
                 return None
-            chosen = pool[position - 1] if position > 0 else pool[position]
             notes.append(f"'{question}' refers to {chosen.name or chosen.short}")
             return [chosen]
         described = described_reference(question)

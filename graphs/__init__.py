@@ -16,6 +16,7 @@ from sensorium.graphs.state import (
     Responder,
     ToolCall,
     TurnState,
+    image_at,
     merge_evidence,
 )
 
@@ -36,6 +37,7 @@ __all__ = [
     "compile_graph",
     "fuse",
     "fuse_by_image",
+    "image_at",
     "memory_checkpointer",
     "merge_evidence",
     "normalise_answer",

@@ -27,6 +27,7 @@ from sensorium.graphs.state import (
     Responder,
     ToolCall,
     TurnState,
+    image_at,
 )
 from sensorium.tools import Evidence, ImageRef, Registry, ToolContext
 
@@ -76,13 +77,9 @@ def follow_up_calls(
     stage: FollowUp, retrieved: list[ImageRef], registry: Registry
 ) -> list[ToolCall]:
     """The second-stage calls: each follow-up tool on each chosen retrieved image."""
-    chosen = [
-        retrieved[p - 1] if p > 0 else retrieved[p]
-        for p in stage.positions
-        if -len(retrieved) <= p <= len(retrieved) and p != 0
-    ]
+    chosen = [image_at(retrieved, position) for position in stage.positions]
     calls = []
-    for image in dict.fromkeys(chosen):
+    for image in dict.fromkeys(image for image in chosen if image is not None):
         for name in stage.tools:
             if name not in registry:
                 continue

@@ -54,6 +54,13 @@ def merge_evidence(
     return [*(current or []), *update]
 
 
+def image_at(images: list[ImageRef], position: int) -> ImageRef | None:
+    """The image at a 1-based position (-1 is the last), or None when there is none."""
+    if position == 0 or not -len(images) <= position <= len(images):
+        return None
+    return images[position - 1] if position > 0 else images[position]
+
+
 def remember_images(current: list[ImageRef] | None, update: list[ImageRef]) -> list[ImageRef]:
     """Reducer: the thread's image memory, in first-seen order, each image once."""
     seen = {image.sha256 for image in current or []}
