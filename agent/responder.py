@@ -80,14 +80,9 @@ def template_reply(
             else:
                 parts.append(f"{prefix}I could not find an answer ({decision.reason}).")
         else:
-            experts = sorted(
-                {
-                    v.expert
-                    for v in decision.votes
-                    if v.normalised == normalise_answer(decision.answer or "")
-                }
-            )
             answer = decision.answer or ""
+            decided = normalise_answer(answer)
+            experts = sorted({v.expert for v in decision.votes if v.normalised == decided})
             sentence = answer if answer.endswith(".") else f"{answer}."
             parts.append(
                 f"{prefix}{sentence[0].upper()}{sentence[1:]} "

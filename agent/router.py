@@ -55,6 +55,7 @@ class Router:
         self.plausible_margin = plausible_margin
         self.max_tools = max_tools
         self._tool_vectors: dict[str, np.ndarray] | None = None
+        self._last_similarities: tuple[str, dict[str, float]] | None = None
 
     def _vectors(self) -> dict[str, np.ndarray]:
         if self._tool_vectors is None:
@@ -69,8 +70,12 @@ class Router:
         """Cosine similarity of the request to each tool's closest description or example."""
         if self.embed is None or not request.strip():
             return {}
-        query = self.embed([request])[0]
-        return {name: float((rows @ query).max()) for name, rows in self._vectors().items()}
+        # route() and plausible() ask about the same request several times per plan.
+        if self._last_similarities is None or self._last_similarities[0] != request:
+            query = self.embed([request])[0]
+            scores = {name: float((rows @ query).max()) for name, rows in self._vectors().items()}
+            self._last_similarities = (request, scores)
+        return self._last_similarities[1]
 
     def route(self, request: str) -> list[str]:
         """Tool names for a request, best first (empty when nothing fits)."""

@@ -51,15 +51,11 @@ class ExpertRunner:
         try:
             return future.result(timeout=self.timeout_s)
         except FutureTimeout:
-            image = next(
-                (getattr(v, "sha256", None) for v in call.arguments.values() if v is not None),
-                None,
-            )
             return Evidence(
                 expert=call.tool,
                 error=f"timed out after {self.timeout_s:g} s",
                 latency_ms=self.timeout_s * 1000,
-                image=image if isinstance(image, str) else None,
+                image=tool.image_of(call.arguments),
             )
 
 

@@ -102,6 +102,10 @@ class Tool:
             result["$defs"] = schema["$defs"]
         return result
 
+    def image_of(self, arguments: dict[str, Any]) -> str | None:
+        """The sha256 of the image a call is about (any accepted form, even an invalid call)."""
+        return _image_sha(arguments.get(self.image_params[0])) if self.image_params else None
+
     def validate_arguments(self, arguments: dict[str, Any]) -> BaseModel:
         """Check arguments against the schema; raises `ToolInputError` naming the field."""
         try:
@@ -114,7 +118,7 @@ class Tool:
     def run(self, ctx: ToolContext, arguments: dict[str, Any]) -> Evidence:
         """Validate, call the expert, and time it; failures become Evidence with `error`."""
         started = time.perf_counter()
-        image_sha = _image_sha(arguments.get(self.image_params[0])) if self.image_params else None
+        image_sha = self.image_of(arguments)
         try:
             validated = self.validate_arguments(arguments)
             kwargs = {k: getattr(validated, k) for k in self.input_model.model_fields}

@@ -37,6 +37,9 @@ ConfigOption = Annotated[
     typer.Option("--config", "-c", help="TOML settings file.", dir_okay=False),
 ]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
+NoLlmOption = Annotated[
+    bool, typer.Option("--no-llm", help="Plan with the router and reply with templates.")
+]
 
 
 @app.callback()

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from sensorium.cli.app import ConfigOption, DebugOption, app, err, out
+from sensorium.cli.app import ConfigOption, DebugOption, NoLlmOption, app, err, out
 from sensorium.cli.render import show_turn
 from sensorium.cli.session import open_agent
 from sensorium.tools import ImageRef, SensoriumError
@@ -27,9 +27,7 @@ def chat(
     thread: Annotated[
         str | None, typer.Option("--thread", "-t", help="Resume (or start) a named thread.")
     ] = None,
-    no_llm: Annotated[
-        bool, typer.Option("--no-llm", help="Plan with the router and reply with templates.")
-    ] = False,
+    no_llm: NoLlmOption = False,
     config: ConfigOption = None,
     debug: DebugOption = False,
 ) -> None:
