@@ -24,7 +24,7 @@ $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	@echo "Installing sensorium with dev extras (llama-cpp-python compiles once: about 5 minutes)"
-	$(BIN)/pip install --quiet -e ".[dev,llm]" $(EDITABLE)
+	$(BIN)/pip install --quiet -e ".[dev,llm,evals]" $(EDITABLE)
 	touch $@
 
 demo: $(VENV)/.demo-installed

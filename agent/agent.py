@@ -35,9 +35,10 @@ from sensorium.tools import (
     UserError,
     default_host,
 )
-from sensorium.tools.encoder import LiteJointEncoder
+from sensorium.tools.encoder import LiteJointEncoder, compose_query
+from sensorium.tools.indexer import IndexReport, Progress, index_images
 from sensorium.tools.lite_models import conse_embedding, embed_texts
-from sensorium.tools.vector_index import ImageIndex, open_client
+from sensorium.tools.vector_index import ImageIndex, SearchHit, open_client
 
 ImageInput = str | Path | bytes | Image.Image | ImageRef
 
@@ -195,6 +196,57 @@ class Agent:
                 self._index = ImageIndex(client, encoder.id, encoder.dimension)
             return self._index
 
+    def index(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        prune: bool = False,
+        batch_size: int | None = None,
+        progress: Progress | None = None,
+    ) -> IndexReport:
+        """Index image files and folders for search (unchanged files are skipped).
+
+        Args:
+            paths: files and folders (walked)
+            prune: also remove entries for files under `paths` that no longer exist
+            batch_size: images per forward pass (default: `settings.index.batch_size`)
+            progress: called with (files done, files total) after each batch
+        """
+        return index_images(
+            self.open_index(),
+            self.encoder,
+            self.images,
+            paths,
+            batch_size=batch_size or self.settings.index.batch_size,
+            prune=prune,
+            progress=progress,
+        )
+
+    def search(
+        self, text: str | None = None, *, image: ImageInput | None = None, k: int = 10
+    ) -> list[SearchHit]:
+        """Indexed images closest to a text, an example image, or both (text modifies it)."""
+        if text is not None and (not isinstance(text, str) or not text.strip()):
+            raise UserError("the search text is empty; say what to look for, e.g. 'a cat'")
+        if text is None and image is None:
+            raise UserError("give a text to search for, an example image, or both")
+        encoder = self.encoder
+        text_vector = encoder.encode_texts([text])[0] if text else None
+        image_vector = None
+        if image is not None:
+            image_vector = encoder.encode_images([self._pixels(image)])[0]
+        if text_vector is not None and image_vector is not None:
+            return self.open_index().search(compose_query(image_vector, text_vector), k)
+        vector = text_vector if text_vector is not None else image_vector
+        assert vector is not None
+        return self.open_index().search(vector, k)
+
+    def _pixels(self, image: ImageInput) -> Image.Image:
+        """Decoded pixels; a file is checked and read without being stored."""
+        if isinstance(image, str | Path):
+            return self.images.read(image)[1]
+        return self.images.load(self.add_image(image))
+
     def add_image(self, image: ImageInput) -> ImageRef:
         """Put an image in the store (a path, encoded bytes, a Pillow image, or a reference)."""
         if isinstance(image, ImageRef):
@@ -217,14 +269,21 @@ class Agent:
         images: Sequence[ImageInput] | None = None,
         *,
         thread_id: str | None = None,
+        tools: Sequence[str] | None = None,
     ) -> TurnResult:
         """Run one turn on a thread (a new thread when `thread_id` is None).
 
         `images` replaces the thread's images; None keeps those of the previous turn, so a
         follow-up question is about the same pictures (a new thread starts with none).
+        `tools` asks exactly these experts instead of letting the planner choose.
         """
         text = check_question(question, self.settings.max_question_chars)
-        turn: dict[str, Any] = {"messages": [HumanMessage(text)], "question": text}
+        requested = self._check_tools(tools) if tools is not None else None
+        turn: dict[str, Any] = {
+            "messages": [HumanMessage(text)],
+            "question": text,
+            "requested_tools": requested,
+        }
         if images is not None:
             turn["images"] = [self.add_image(image) for image in images]
         thread = thread_id or uuid.uuid4().hex
@@ -243,6 +302,23 @@ class Agent:
             evidence=state.get("evidence", []),
             images=state.get("images", []),
         )
+
+    def _check_tools(self, tools: Sequence[str]) -> list[str]:
+        if isinstance(tools, str) or not tools:
+            raise UserError("tools must be a non-empty list of expert names, e.g. ['caption']")
+        unknown = [name for name in tools if name not in self.registry]
+        if unknown:
+            raise UserError(
+                f"unknown expert {', '.join(map(repr, unknown))}; "
+                f"installed: {', '.join(self.registry.names())}"
+            )
+        return list(dict.fromkeys(tools))
+
+    def forget(self, thread_id: str) -> None:
+        """Delete a thread's stored state (its messages and image memory)."""
+        checkpointer = self.graph.checkpointer
+        if isinstance(checkpointer, BaseCheckpointSaver):
+            checkpointer.delete_thread(thread_id)
 
     def history(self, thread_id: str) -> list[AnyMessage]:
         """The messages of a thread so far (empty for an unknown thread)."""

@@ -77,12 +77,19 @@ class AgentPlanner:
         images: list[ImageRef],
         history: list[AnyMessage],
         memory: ImageMemory | None = None,
+        tools: list[str] | None = None,
     ) -> Plan:
-        """Choose experts and bind their arguments (images by reference, the question)."""
+        """Choose experts and bind their arguments (images by reference, the question).
+
+        With `tools`, exactly those experts run (evaluations score each expert this way).
+        """
         memory = memory or ImageMemory()
+        if tools is not None:
+            notes = [f"experts requested by the caller: {', '.join(tools)}"]
+            return Plan(calls=self._calls(tools, question, images, [], notes), notes=notes)
         if is_search_request(question) and "retrieve" in self.registry:
             return self._search_plan(question, images)
-        notes: list[str] = []
+        notes = []
         resolved = self._resolve_reference(question, memory, notes)
         plan = self._question_plan(question, resolved if resolved is not None else images, notes)
         plan.images = resolved
@@ -141,6 +148,17 @@ class AgentPlanner:
                     notes.append(f"LLM picked {name}, which does not fit the request; ignored")
         routed = [name for name in self.router.route(question) if name != "retrieve"]
         names = list(dict.fromkeys([*routed, *vetted]))[: self.settings.max_tools]
+        return Plan(calls=self._calls(names, question, images, vetted, notes), notes=notes)
+
+    def _calls(
+        self,
+        names: list[str],
+        question: str,
+        images: list[ImageRef],
+        vetted: list[str],
+        notes: list[str],
+    ) -> list[ToolCall]:
+        """One call per expert and image, arguments checked against the expert's schema."""
         calls: list[ToolCall] = []
         for name in names:
             tool = self.registry.get(name)
@@ -160,7 +178,7 @@ class AgentPlanner:
                     continue
                 source = "llm" if name in vetted else "router"
                 calls.append(ToolCall(tool=name, arguments=arguments, source=source))
-        return Plan(calls=calls, notes=notes)
+        return calls
 
 
 ImageMatcher = Callable[[str, list[ImageRef]], ImageRef]

@@ -1,6 +1,36 @@
-"""Evaluation: measuring planner and experts. (The full harness is still to come; routing
-accuracy is here first because the planner's design depends on it.)"""
+"""The evaluation harness: suites (YAML + JSONL), metrics, a resumable runner, reports,
+run comparison, and fusion weights learned from results. `docs/evals.md` documents it.
+"""
 
-from sensorium.evals.routing import RoutingRow, RoutingScore, load_routing_rows, score_routing
+from sensorium.evals.calibrate import Calibration, calibrate, load_run_records
+from sensorium.evals.compare import Comparison, Difference, compare_runs
+from sensorium.evals.results import RunResults, SampleRecord, read_results
+from sensorium.evals.runner import RunOutcome, run_suite
+from sensorium.evals.suite import (
+    Suite,
+    SuiteError,
+    builtin_suites,
+    load_suite,
+    resolve_suite_paths,
+    suite_json_schema,
+)
 
-__all__ = ["RoutingRow", "RoutingScore", "load_routing_rows", "score_routing"]
+__all__ = [
+    "Calibration",
+    "Comparison",
+    "Difference",
+    "RunOutcome",
+    "RunResults",
+    "SampleRecord",
+    "Suite",
+    "SuiteError",
+    "builtin_suites",
+    "calibrate",
+    "compare_runs",
+    "load_run_records",
+    "load_suite",
+    "read_results",
+    "resolve_suite_paths",
+    "run_suite",
+    "suite_json_schema",
+]

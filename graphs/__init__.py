@@ -4,7 +4,15 @@ checkpointing. It knows tools, not LLMs: planner and responder are passed in.
 
 from sensorium.graphs.builder import ExpertRunner, compile_graph
 from sensorium.graphs.checkpoint import memory_checkpointer, sqlite_checkpointer
-from sensorium.graphs.fusion import Decision, FusionSettings, Vote, fuse, fuse_by_image
+from sensorium.graphs.fusion import (
+    Decision,
+    FittedWeights,
+    FusionSettings,
+    Vote,
+    fuse,
+    fuse_by_image,
+    read_weights_file,
+)
 from sensorium.graphs.normalize import normalise_answer
 from sensorium.graphs.state import (
     ExpertTask,
@@ -24,6 +32,7 @@ __all__ = [
     "Decision",
     "ExpertRunner",
     "ExpertTask",
+    "FittedWeights",
     "FollowUp",
     "FusionSettings",
     "ImageMemory",
@@ -41,5 +50,6 @@ __all__ = [
     "memory_checkpointer",
     "merge_evidence",
     "normalise_answer",
+    "read_weights_file",
     "sqlite_checkpointer",
 ]

@@ -30,6 +30,7 @@ from sensorium.graphs.state import (
     image_at,
 )
 from sensorium.tools import Evidence, ImageRef, Registry, ToolContext
+from sensorium.tools.questions import question_kind
 
 
 class ExpertRunner:
@@ -108,7 +109,13 @@ def compile_graph(
         memory = ImageMemory(
             gallery=[*state.get("gallery", []), *images], retrieved=state.get("retrieved", [])
         )
-        chosen = planner.plan(state.get("question", ""), images, state.get("messages", []), memory)
+        chosen = planner.plan(
+            state.get("question", ""),
+            images,
+            state.get("messages", []),
+            memory,
+            tools=state.get("requested_tools"),
+        )
         if chosen.images is not None:
             images = chosen.images
         return {
@@ -157,7 +164,8 @@ def compile_graph(
         # Experts that saw the question answer it; the others (a captioner) only describe,
         # and vote only when nobody answered the question itself.
         voters = [e for e in answering if tools[e.expert].takes_question] or answering
-        return {"decisions": fuse_by_image(voters, fusion)}
+        kind = question_kind(state.get("question", ""))
+        return {"decisions": fuse_by_image(voters, fusion, kind)}
 
     def respond(state: TurnState) -> dict[str, Any]:
         reply = responder.respond(

@@ -9,31 +9,78 @@ honest when weak experts agree by accident (correlated errors are the rule, not 
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable
+from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sensorium.graphs.normalize import normalise_answer
-from sensorium.tools import Evidence
+from sensorium.tools import Evidence, UserError
 
 
 class FusionSettings(BaseModel):
-    """How much each expert is trusted, and when to abstain."""
+    """How much each expert is trusted, and when to abstain.
+
+    Weights come from configuration or from a weights file written by
+    `sensorium eval calibrate`; keys set in configuration win over the file's.
+    """
 
     model_config = ConfigDict(extra="forbid")  # a misspelt `[fusion]` key must not pass silently
 
     weights: dict[str, float] = Field(
         default_factory=dict, description="reliability weight per expert name (default 1.0)"
     )
+    kind_weights: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="per question kind (yes_no, colour, count, ...): weight per expert; "
+        "overrides `weights` for questions of that kind",
+    )
+    weights_file: Path | None = Field(
+        None, description="a JSON file of fitted weights (from `sensorium eval calibrate`)"
+    )
     default_weight: float = Field(1.0, ge=0.0)
     abstain_below: float = Field(
         0.25, ge=0.0, le=1.0, description="abstain when the decision's confidence is lower"
     )
 
-    def weight(self, expert: str) -> float:
-        """The reliability weight of an expert."""
+    @model_validator(mode="after")
+    def _load_weights_file(self) -> FusionSettings:
+        if self.weights_file is not None:
+            fitted = read_weights_file(self.weights_file)
+            self.weights = fitted.weights | self.weights
+            self.kind_weights = fitted.kind_weights | self.kind_weights
+        return self
+
+    def weight(self, expert: str, kind: str | None = None) -> float:
+        """The reliability weight of an expert (for a kind of question, where fitted)."""
+        if kind is not None and expert in self.kind_weights.get(kind, {}):
+            return self.kind_weights[kind][expert]
         return self.weights.get(expert, self.default_weight)
+
+
+class FittedWeights(BaseModel):
+    """The content of a weights file: what `sensorium eval calibrate` learned from a run."""
+
+    weights: dict[str, float] = Field(default_factory=dict)
+    kind_weights: dict[str, dict[str, float]] = Field(default_factory=dict)
+    fitted_on: dict[str, object] = Field(
+        default_factory=dict, description="the run, its samples and the scores behind the fit"
+    )
+
+
+def read_weights_file(path: Path) -> FittedWeights:
+    """Read a weights file; a missing or malformed one is a `UserError` naming it."""
+    try:
+        return FittedWeights.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise UserError(
+            f"fusion weights file {path} not found; write one with `sensorium eval calibrate RUN`"
+        ) from None
+    except (OSError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise UserError(f"fusion weights file {path} is unreadable: {first}") from None
 
 
 class Vote(BaseModel):
@@ -63,8 +110,14 @@ class Decision(BaseModel):
     reason: str = ""
 
 
-def fuse(evidence: Iterable[Evidence], settings: FusionSettings | None = None) -> Decision:
-    """Fuse answers about one image into a `Decision`; failed evidence casts no vote."""
+def fuse(
+    evidence: Iterable[Evidence], settings: FusionSettings | None = None, kind: str | None = None
+) -> Decision:
+    """Fuse answers about one image into a `Decision`; failed evidence casts no vote.
+
+    `kind` is the question's kind (`sensorium.tools.questions.question_kind`), which selects
+    per-kind weights where they were fitted.
+    """
     settings = settings or FusionSettings()
     items = list(evidence)
     image = next((e.image for e in items if e.image), None)
@@ -74,7 +127,7 @@ def fuse(evidence: Iterable[Evidence], settings: FusionSettings | None = None) -
             answer=e.answer,
             normalised=normalise_answer(e.answer),
             confidence=e.confidence,
-            weight=settings.weight(e.expert),
+            weight=settings.weight(e.expert, kind),
         )
         for e in items
         if e.ok and e.answer is not None and e.answer.strip()
@@ -125,10 +178,10 @@ def _confidence_of(votes: list[Vote], normalised: str, answer: str) -> float:
 
 
 def fuse_by_image(
-    evidence: Iterable[Evidence], settings: FusionSettings | None = None
+    evidence: Iterable[Evidence], settings: FusionSettings | None = None, kind: str | None = None
 ) -> list[Decision]:
     """One decision per image, in the order the images first appear."""
     groups: dict[str | None, list[Evidence]] = {}
     for item in evidence:
         groups.setdefault(item.image, []).append(item)
-    return [fuse(items, settings) for items in groups.values()]
+    return [fuse(items, settings, kind) for items in groups.values()]

@@ -74,6 +74,7 @@ class TurnState(TypedDict, total=False):
     messages: Annotated[list[AnyMessage], add_messages]
     question: str
     images: list[ImageRef]
+    requested_tools: list[str] | None  # set per turn: ask exactly these experts
     gallery: Annotated[list[ImageRef], remember_images]
     retrieved: list[ImageRef]
     plan: Plan
@@ -97,8 +98,9 @@ class Planner(Protocol):
         images: list[ImageRef],
         history: list[AnyMessage],
         memory: ImageMemory,
+        tools: list[str] | None = None,
     ) -> Plan:
-        """The plan for this question and these images."""
+        """The plan for this question and these images (exactly `tools` when given)."""
         ...
 
 

@@ -68,7 +68,14 @@ class FixedPlanner:
     def __init__(self, *tools: str) -> None:
         self.tools = tools
 
-    def plan(self, question: str, images: list[ImageRef], history: object, memory: object) -> Plan:
+    def plan(
+        self,
+        question: str,
+        images: list[ImageRef],
+        history: object,
+        memory: object,
+        tools: object = None,
+    ) -> Plan:
         return Plan(calls=[ToolCall(tool=t, arguments={"image": images[0]}) for t in self.tools])
 
 

@@ -9,7 +9,9 @@ from PIL import Image
 
 from sensorium import Agent, Evidence, ImageRef, Plan, Settings
 from sensorium.agent import AgentPlanner, AgentResponder, Router
-from sensorium.evals import load_routing_rows, score_routing
+from sensorium.evals import builtin_suites, load_suite
+from sensorium.evals.metrics import routing_metrics
+from sensorium.evals.suite import RoutingRow
 from sensorium.graphs import Decision, Vote
 from sensorium.tools import ToolContext, expert
 from sensorium.tools.registry import Registry
@@ -121,10 +123,10 @@ def test_a_call_failing_the_tool_schema_is_dropped_with_a_note(
 
 
 def test_routing_accuracy_on_the_foundation_set(agent: Agent) -> None:
-    rows = load_routing_rows()
-    assert len(rows) >= 30
-    score = score_routing(lambda row: agent.router.route(row.request), rows)
-    assert score.accuracy >= 0.9, score.misses
+    rows = [r for r in load_suite(builtin_suites()["routing-foundation"]).rows]
+    assert len(rows) >= 30 and all(isinstance(r, RoutingRow) for r in rows)
+    pairs = [(r.expected_tools, agent.router.route(r.request)) for r in rows]  # type: ignore[attr-defined]
+    assert routing_metrics(pairs).exact_accuracy >= 0.9
 
 
 def decision(answer: str, confidence: float) -> Decision:

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
 from sensorium.cli.app import ConfigOption, DebugOption, app, err, out
+from sensorium.cli.progress import progress_reporter
 from sensorium.cli.session import open_agent
 from sensorium.tools import UserError
-from sensorium.tools.encoder import compose_query
-from sensorium.tools.indexer import IndexReport, index_images
+from sensorium.tools.indexer import IndexReport
 
 
 @app.command()
@@ -36,28 +34,13 @@ def index(
     if len(missing) == len(paths):
         raise UserError(f"nothing to index: {', '.join(missing)} not found; check the paths")
     agent = open_agent(config, no_llm=True, quiet=as_json)
-    store = agent.open_index()
-    size = batch_size or agent.settings.index.batch_size
-    if sys.stderr.isatty():
-        columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn())
-        with Progress(*columns, TimeRemainingColumn(), console=err) as bar:
-            task = bar.add_task("Indexing", total=None)
-            report = index_images(
-                store, agent.encoder, agent.images, paths, batch_size=size, prune=prune,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )  # fmt: skip
-    else:
-        # Logs and pipes get one line per batch instead of a redrawn bar.
-        def log(done: int, total: int) -> None:
-            print(f"indexed {done}/{total}", file=sys.stderr, flush=True)
-
-        report = index_images(
-            store, agent.encoder, agent.images, paths, batch_size=size, prune=prune, progress=log
-        )
+    with progress_reporter("Indexing", "indexed") as progress:
+        report = agent.index(paths, prune=prune, batch_size=batch_size, progress=progress)
+    total = agent.open_index().count()
     if as_json:
-        typer.echo(json.dumps(report.model_dump() | {"total": store.count()}))
+        typer.echo(json.dumps(report.model_dump() | {"total": total}))
     else:
-        show_report(report, store.count())
+        show_report(report, total)
 
 
 def show_report(report: IndexReport, total: int) -> None:
@@ -84,23 +67,10 @@ def search(
     debug: DebugOption = False,
 ) -> None:
     """Search indexed images by text, by an example image, or by both (the text modifies it)."""
-    if text is not None and not text.strip():
-        raise UserError("the search text is empty; say what to look for, e.g. 'a cat'")
     if text is None and image is None:
         raise UserError("give a TEXT to search for, --image PATH, or both")
     agent = open_agent(config, no_llm=True, quiet=as_json)
-    store = agent.open_index()
-    encoder = agent.encoder
-    text_vector = encoder.encode_texts([text])[0] if text else None
-    image_vector = encoder.encode_images([agent.images.read(image)[1]])[0] if image else None
-    if text_vector is not None and image_vector is not None:
-        vector = compose_query(image_vector, text_vector)
-    elif text_vector is not None:
-        vector = text_vector
-    else:
-        assert image_vector is not None
-        vector = image_vector
-    hits = store.search(vector, k)
+    hits = agent.search(text, image=image, k=k)
     if as_json:
         typer.echo(json.dumps([hit.model_dump() for hit in hits], ensure_ascii=False))
         return

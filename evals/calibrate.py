@@ -1,0 +1,201 @@
+"""Learned fusion: fit per-expert (and per question kind) reliability weights from a run.
+
+A run records every expert's answer and confidence on every sample, so fusion can be
+replayed offline under any weights. The fit replays a small family of candidates and keeps
+the one that scores best:
+
+- uniform weights (what fusion does without evidence);
+- each expert's accuracy raised to a power p in (1, 2, 4, 8): larger p trusts the best
+  expert more and lets a weak expert's vote count for less;
+- the same, per question kind, for kinds with enough samples (`min_kind_samples`);
+- the best expert alone (per kind where data allows, else overall).
+
+The last candidate reproduces the best single expert of each kind, so on the data it was
+fitted on, fusion with the chosen weights never scores below the best single expert. Whether
+that generalises is measured on a held-out split: weights fitted on the rest, scored on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from sensorium.evals.metrics import vqa_accuracy
+from sensorium.evals.results import SampleRecord
+from sensorium.evals.runner import RECORDS_FILE, read_records
+from sensorium.graphs import FittedWeights, FusionSettings, fuse
+from sensorium.tools import Evidence, UserError
+
+POWERS = (1, 2, 4, 8)
+
+
+class Candidate(BaseModel):
+    """One way of weighing the experts, with its name for the report."""
+
+    name: str
+    weights: dict[str, float]
+    kind_weights: dict[str, dict[str, float]] = {}
+
+    def settings(self) -> FusionSettings:
+        """Fusion settings that apply these weights (unknown experts get none)."""
+        return FusionSettings(
+            weights=self.weights, kind_weights=self.kind_weights, default_weight=0.0
+        )
+
+
+class SplitScores(BaseModel):
+    """Accuracy on one split: each expert alone, fusion as run, and fusion with fitted weights."""
+
+    samples: int
+    experts: dict[str, float]
+    fused_as_run: float
+    fused_fitted: float
+    best_single: str | None
+    best_single_accuracy: float
+
+
+class Calibration(BaseModel):
+    """The chosen weights, and how they score where they were fitted and on held-out data."""
+
+    weights: FittedWeights
+    chosen: str
+    fitted: SplitScores
+    held_out: SplitScores | None
+
+
+def load_run_records(run_dir: Path) -> list[SampleRecord]:
+    """The records of a run folder (written by `eval run`), in file order."""
+    manifest = run_dir / "run.json"
+    if not manifest.is_file():
+        raise UserError(f"{run_dir} is not a run folder (no run.json); give one from `eval run`")
+    key = json.loads(manifest.read_text(encoding="utf-8"))["key"]
+    return list(read_records(run_dir / RECORDS_FILE, key).values())
+
+
+def calibrate(
+    records: Sequence[SampleRecord], *, holdout: float = 0.3, min_kind_samples: int = 20
+) -> Calibration:
+    """Fit weights on all records; measure generalisation by refitting without a held-out split."""
+    usable = [r for r in records if r.expected and r.experts and not r.error]
+    if len(usable) < 10:
+        raise UserError(
+            f"calibration needs at least 10 scored samples with expert answers; the run has "
+            f"{len(usable)} (run a vqa or agent suite with answers, without --limit that small)"
+        )
+    chosen = _fit(usable, min_kind_samples)
+    fitted = _split_scores(usable, chosen, _best_expert(usable))
+    held_out = None
+    test = [r for r in usable if _in_holdout(r.id, holdout)]
+    train = [r for r in usable if not _in_holdout(r.id, holdout)]
+    if len(test) >= 5 and len(train) >= 10:
+        held_out = _split_scores(test, _fit(train, min_kind_samples), _best_expert(train))
+    weights = FittedWeights(
+        weights=chosen.weights,
+        kind_weights=chosen.kind_weights,
+        fitted_on={"samples": len(usable), "candidate": chosen.name},
+    )
+    return Calibration(weights=weights, chosen=chosen.name, fitted=fitted, held_out=held_out)
+
+
+def replay(record: SampleRecord, settings: FusionSettings) -> float:
+    """The sample's VQA accuracy had fusion used these settings."""
+    evidence = [
+        Evidence(
+            expert=name, answer=answer.answer, confidence=answer.confidence, error=answer.error
+        )
+        for name, answer in record.experts.items()
+    ]
+    decision = fuse(evidence, settings, record.kind)
+    return vqa_accuracy(decision.best_guess, record.expected)
+
+
+def _fit(records: list[SampleRecord], min_kind_samples: int) -> Candidate:
+    candidates = _candidates(records, min_kind_samples)
+    scores = [_accuracy(records, c) for c in candidates]
+    best = max(range(len(candidates)), key=lambda i: (scores[i], -i))  # ties: the earlier
+    return candidates[best]
+
+
+def _candidates(records: list[SampleRecord], min_kind_samples: int) -> list[Candidate]:
+    experts = sorted({name for r in records for name in r.experts})
+    overall = _accuracies(records, experts)
+    by_kind: dict[str, list[SampleRecord]] = defaultdict(list)
+    for record in records:
+        by_kind[record.kind or "other"].append(record)
+    kinds = {
+        kind: _accuracies(group, experts)
+        for kind, group in sorted(by_kind.items())
+        if len(group) >= min_kind_samples
+    }
+    candidates = [Candidate(name="uniform", weights=dict.fromkeys(experts, 1.0))]
+    for power in POWERS:
+        candidates.append(
+            Candidate(
+                name=f"accuracy^{power}",
+                weights={e: overall[e] ** power for e in experts},
+            )
+        )
+        if kinds:
+            candidates.append(
+                Candidate(
+                    name=f"accuracy^{power} per kind",
+                    weights={e: overall[e] ** power for e in experts},
+                    kind_weights={
+                        k: {e: acc[e] ** power for e in experts} for k, acc in kinds.items()
+                    },
+                )
+            )
+    best = max(experts, key=lambda e: overall[e])
+    candidates.append(
+        Candidate(
+            name="best expert per kind" if kinds else "best expert",
+            weights={e: float(e == best) for e in experts},
+            kind_weights={
+                k: {e: float(e == max(experts, key=lambda x: acc[x])) for e in experts}
+                for k, acc in kinds.items()
+            },
+        )
+    )
+    return candidates
+
+
+def _accuracies(records: list[SampleRecord], experts: list[str]) -> dict[str, float]:
+    totals = dict.fromkeys(experts, 0.0)
+    for record in records:
+        for name, answer in record.experts.items():
+            totals[name] += answer.score or 0.0
+    return {name: total / len(records) for name, total in totals.items()}
+
+
+def _accuracy(records: list[SampleRecord], candidate: Candidate) -> float:
+    settings = candidate.settings()
+    return sum(replay(r, settings) for r in records) / len(records)
+
+
+def _best_expert(records: list[SampleRecord]) -> str:
+    experts = sorted({name for r in records for name in r.experts})
+    accuracy = _accuracies(records, experts)
+    return max(experts, key=lambda e: accuracy[e])
+
+
+def _split_scores(records: list[SampleRecord], chosen: Candidate, best: str) -> SplitScores:
+    experts = _accuracies(records, sorted({name for r in records for name in r.experts}))
+    return SplitScores(
+        samples=len(records),
+        experts=experts,
+        fused_as_run=sum((r.fused.score or 0.0) if r.fused else 0.0 for r in records)
+        / len(records),
+        fused_fitted=_accuracy(records, chosen),
+        best_single=best,
+        best_single_accuracy=experts.get(best, 0.0),
+    )
+
+
+def _in_holdout(sample_id: str, share: float) -> bool:
+    """A stable split: the same samples are held out on every machine and every call."""
+    return int(hashlib.sha256(sample_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < share

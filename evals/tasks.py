@@ -1,0 +1,217 @@
+"""One function per task: run one sample through the agent's public API and record it.
+
+`vqa` and `caption` ask a fixed set of experts on every sample (through `Agent.ask(...,
+tools=...)`), so each expert can be scored alone beside the fused decision; `agent` lets the
+planner choose, as a user's turn would; `routing` only plans; `retrieval` searches an index
+of the suite's corpus.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image
+
+from sensorium.agent import Agent, TurnResult
+from sensorium.evals.metrics import reciprocal_rank, vqa_accuracy
+from sensorium.evals.results import ExpertAnswer, SampleRecord
+from sensorium.evals.suite import (
+    AgentRow,
+    CaptionRow,
+    RetrievalRow,
+    RoutingRow,
+    Row,
+    Suite,
+    VqaRow,
+)
+from sensorium.graphs import Decision, ImageMemory
+from sensorium.tools import ImageRef
+from sensorium.tools.questions import question_kind
+
+SampleRunner = Callable[[Agent, Suite, Row, str], SampleRecord]
+
+
+def default_experts(agent: Agent, task: str) -> list[str]:
+    """The experts a vqa suite (those that answer questions) or caption suite (describers) asks."""
+    if task == "vqa":
+        return [t.name for t in agent.registry if t.answers_questions and t.takes_question]
+    return [
+        t.name
+        for t in agent.registry
+        if t.answers_questions and not t.takes_question and t.needs_image
+    ]
+
+
+def run_vqa(agent: Agent, suite: Suite, row: Row, key: str) -> SampleRecord:
+    """Every chosen expert answers the question; each answer and the fusion are scored."""
+    assert isinstance(row, VqaRow)
+    image = suite.image_path(row.image)
+    experts = suite.file.experts or default_experts(agent, "vqa")
+    result, latency = _timed_turn(agent, row.question, [image], experts)
+    record = _answers(result, row.answers, key, row.id, "vqa", latency)
+    return record.model_copy(
+        update={"image": str(image), "prompt": row.question, "kind": question_kind(row.question)}
+    )
+
+
+def run_caption(agent: Agent, suite: Suite, row: Row, key: str) -> SampleRecord:
+    """The describing experts caption the image (scored against the references later)."""
+    assert isinstance(row, CaptionRow)
+    image = suite.image_path(row.image)
+    experts = suite.file.experts or default_experts(agent, "caption")
+    result, latency = _timed_turn(agent, suite.file.request, [image], experts)
+    record = _answers(result, None, key, row.id, "caption", latency)
+    return record.model_copy(
+        update={"image": str(image), "prompt": suite.file.request, "expected": row.references}
+    )
+
+
+def run_retrieval(agent: Agent, suite: Suite, row: Row, key: str) -> SampleRecord:
+    """Search the indexed corpus; the record keeps the ranking and its reciprocal rank."""
+    assert isinstance(row, RetrievalRow) and suite.corpus is not None
+    corpus = suite.corpus.resolve()
+    query_image = (corpus / row.query_image) if row.query_image else None
+    start = time.perf_counter()
+    hits = agent.search(row.query, image=query_image, k=10)
+    latency = (time.perf_counter() - start) * 1000
+    ranked = [_relative(Path(hit.path), corpus) for hit in hits]
+    return SampleRecord(
+        key=key,
+        id=row.id,
+        task="retrieval",
+        latency_ms=latency,
+        image=str(query_image) if query_image else None,
+        prompt=row.query or "",
+        expected=row.relevant,
+        ranked=ranked,
+        score=reciprocal_rank(ranked, row.relevant),
+    )
+
+
+def run_routing(agent: Agent, suite: Suite, row: Row, key: str) -> SampleRecord:
+    """Only plan the turn: which experts would run for this request?"""
+    assert isinstance(row, RoutingRow)
+    images: list[ImageRef] = []
+    if isinstance(row.image, str):
+        images = [agent.add_image(suite.image_path(row.image))]
+    elif row.image:
+        images = [agent.add_image(_stand_in_image())]
+    start = time.perf_counter()
+    plan = agent.planner.plan(row.request, images, [], ImageMemory())
+    latency = (time.perf_counter() - start) * 1000
+    chosen = [call.tool for call in plan.calls]
+    if plan.follow_up is not None:
+        chosen += plan.follow_up.tools
+    chosen = list(dict.fromkeys(chosen))
+    return SampleRecord(
+        key=key,
+        id=row.id,
+        task="routing",
+        latency_ms=latency,
+        prompt=row.request,
+        expected=row.expected_tools,
+        chosen=chosen,
+        score=float(set(chosen) == set(row.expected_tools)),
+    )
+
+
+def run_agent(agent: Agent, suite: Suite, row: Row, key: str) -> SampleRecord:
+    """A whole turn as a user would run it: the planner chooses, fusion decides."""
+    assert isinstance(row, AgentRow)
+    names = [row.image] if isinstance(row.image, str) else row.image or []
+    images = [suite.image_path(name) for name in names]
+    result, latency = _timed_turn(agent, row.request, images, None)
+    record = _answers(result, row.answers, key, row.id, "agent", latency)
+    chosen = list(dict.fromkeys(call.tool for call in result.plan.calls))
+    if result.plan.follow_up is not None:
+        chosen = list(dict.fromkeys([*chosen, *result.plan.follow_up.tools]))
+    return record.model_copy(
+        update={
+            "image": str(images[0]) if images else None,
+            "prompt": row.request,
+            "kind": question_kind(row.request),
+            "chosen": chosen,
+            "expected": row.expected_tools or [],
+            "reply": result.reply,
+            "score": record.fused.score if record.fused and row.answers else None,
+        }
+    )
+
+
+RUNNERS: dict[str, SampleRunner] = {
+    "vqa": run_vqa,
+    "caption": run_caption,
+    "retrieval": run_retrieval,
+    "routing": run_routing,
+    "agent": run_agent,
+}
+
+
+def _timed_turn(
+    agent: Agent, question: str, images: list[Path], tools: list[str] | None
+) -> tuple[TurnResult, float]:
+    start = time.perf_counter()
+    result = agent.ask(question, images, tools=tools)
+    latency = (time.perf_counter() - start) * 1000
+    agent.forget(result.thread_id)  # a long run must not keep every turn in memory
+    return result, latency
+
+
+def _answers(
+    result: TurnResult,
+    answers: list[str] | None,
+    key: str,
+    sample_id: str,
+    task: str,
+    latency: float,
+) -> SampleRecord:
+    """Each expert's answer and the fused decision, scored by VQA accuracy when answers exist."""
+
+    def score(answer: str | None) -> float | None:
+        return vqa_accuracy(answer, answers) if answers else None
+
+    experts = {
+        evidence.expert: ExpertAnswer(
+            answer=evidence.answer,
+            confidence=evidence.confidence,
+            latency_ms=evidence.latency_ms,
+            error=evidence.error,
+            score=score(evidence.answer if evidence.ok else None),
+        )
+        for evidence in result.evidence
+    }
+    decision = result.decisions[0] if result.decisions else Decision()
+    # Fusion is scored on its leading answer, abstaining or not, so it is compared with the
+    # experts on the same footing; abstention is reported separately (the fused `answered` rate).
+    fused = ExpertAnswer(
+        answer=decision.best_guess,
+        confidence=decision.confidence,
+        score=score(decision.best_guess),
+        abstained=decision.abstained,
+    )
+    errors = [f"{name}: {e.error}" for name, e in experts.items() if e.error]
+    return SampleRecord(
+        key=key,
+        id=sample_id,
+        task=task,
+        latency_ms=latency,
+        expected=answers or [],
+        experts=experts,
+        fused=fused,
+        error="; ".join(errors) or None,
+        score=fused.score,
+    )
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _stand_in_image() -> Image.Image:
+    """A neutral image for routing rows that only say an image is attached."""
+    return Image.new("RGB", (8, 8), (128, 128, 128))

@@ -1,0 +1,304 @@
+"""`sensorium eval`: run suites, compare runs, fit fusion weights, print the suite schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from sensorium.cli.app import ConfigOption, DebugOption, NoLlmOption, Options, app, err, out
+from sensorium.cli.progress import progress_reporter
+from sensorium.config import load_settings
+from sensorium.evals import (
+    Calibration,
+    Comparison,
+    RunOutcome,
+    builtin_suites,
+    calibrate,
+    compare_runs,
+    load_run_records,
+    load_suite,
+    resolve_suite_paths,
+    run_suite,
+    suite_json_schema,
+)
+from sensorium.evals.results import RunResults
+from sensorium.tools import UserError
+
+eval_app = typer.Typer(help="Evaluate experts, fusion and planner on suites.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+@eval_app.command("run")
+def run(
+    suites: Annotated[
+        list[str], typer.Argument(help="Suite files, or built-in names (`sensorium eval list`).")
+    ],
+    profile: Annotated[
+        str | None, typer.Option("--profile", "-p", help="Model profile (default: config's).")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", min=1, help="Only the first N samples.")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", min=1, max=64, help="Samples run concurrently.")
+    ] = 1,
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", file_okay=False, help="Folder holding runs.")
+    ] = Path("eval-runs"),
+    weights: Annotated[
+        Path | None,
+        typer.Option("--weights", dir_okay=False, help="Fusion weights from `eval calibrate`."),
+    ] = None,
+    no_llm: NoLlmOption = False,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Run suites (or resume them where they stopped) and write results and reports."""
+    loaded = [load_suite(path) for spec in suites for path in resolve_suite_paths(spec)]
+    overrides: dict[str, Any] = {}
+    if profile:
+        overrides["profile"] = profile
+    if no_llm:
+        overrides["llm"] = {"backend": "none"}
+    if weights:
+        overrides["fusion"] = {"weights_file": str(weights)}
+    settings = load_settings(config or Options.config, overrides=overrides)
+    outcomes: list[RunOutcome] = []
+    for suite in loaded:
+        with progress_reporter(f"{suite.name}", f"{suite.name}:") as progress:
+            outcome = run_suite(
+                suite,
+                settings,
+                out=out_dir,
+                limit=limit,
+                workers=workers,
+                chat_model=None if no_llm else "auto",
+                progress=progress,
+            )
+        outcomes.append(outcome)
+        if not as_json:
+            show_run(outcome)
+    if as_json:
+        typer.echo(json.dumps({"runs": [run_summary(o) for o in outcomes]}))
+    failed = [o for o in outcomes if o.results.samples and o.results.errors == o.results.samples]
+    if failed:
+        raise UserError(f"every sample of {failed[0].results.suite} failed; see its report")
+
+
+def run_summary(outcome: RunOutcome) -> dict[str, Any]:
+    """The JSON shape of one run for `--json`."""
+    results = outcome.results
+    return {
+        "suite": results.suite,
+        "task": results.task,
+        "run_dir": str(outcome.run_dir),
+        "samples": results.samples,
+        "errors": results.errors,
+        "reused": outcome.reused,
+        "computed": outcome.computed,
+        "main_metric": results.main_metric,
+        "best_single": results.best_single,
+        "metrics": results.metrics,
+        "counts": results.counts,
+        "reports": [str(path) for path in outcome.reports],
+    }
+
+
+def show_run(outcome: RunOutcome) -> None:
+    """The run's metrics as a table, then where the reports are."""
+    results = outcome.results
+    out.print(
+        f"[bold]{results.suite}[/] ({results.task}): {results.samples} samples, "
+        f"{outcome.computed} computed, {outcome.reused} reused from an earlier run, "
+        f"{results.errors} with errors",
+        highlight=False,
+    )
+    out.print(metrics_table(results))
+    main, best = results.main_metric, results.best_single
+    fused = results.metrics.get("fused", {}).get(main)
+    if best and fused is not None:
+        single = results.metrics[best][main]
+        out.print(f"fused {main} {fused:.3f} vs best single expert ({best}) {single:.3f}")
+    out.print(f"reports: {outcome.run_dir}/report.html, report.md, results.json", highlight=False)
+
+
+LABELS = {
+    "accuracy": "acc",
+    "selective_accuracy": "acc answered",
+    "latency_p50_ms": "p50 ms",
+    "latency_p95_ms": "p95 ms",
+    "latency_mean_ms": "mean ms",
+    "exact_match": "exact",
+    "precision": "P",
+    "recall": "R",
+    "ece": "ECE",
+}
+
+
+def metrics_table(results: RunResults) -> Table:
+    """One row per scope with its metrics in short form (the reports spell them out)."""
+    table = Table(title_justify="left")
+    table.add_column("scope", no_wrap=True)
+    table.add_column("metrics")
+    table.add_column("n", justify="right")
+    for scope, values in results.metrics.items():
+        cells = " · ".join(
+            f"{LABELS.get(name, name)} {_number(value, name)}" for name, value in values.items()
+        )
+        style = "bold" if scope == "fused" else None
+        table.add_row(scope, cells, str(results.counts.get(scope, "")), style=style)
+    return table
+
+
+def _number(value: float | None, name: str) -> str:
+    if value is None:
+        return ""
+    return f"{value:.1f}" if name.endswith("_ms") or name == "support" else f"{value:.3f}"
+
+
+@eval_app.command("compare")
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="The first run folder (the baseline).")],
+    run_b: Annotated[Path, typer.Argument(help="The second run folder.")],
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Print how run B differs from run A, metric by metric, with sample counts."""
+    comparison = compare_runs(run_a, run_b)
+    if as_json:
+        typer.echo(json.dumps(comparison_summary(comparison)))
+        return
+    a, b = comparison.a, comparison.b
+    out.print(f"A: {a.suite} ({a.samples} samples)   B: {b.suite} ({b.samples} samples)")
+    if not comparison.same_suite:
+        err.print("[yellow]warning:[/] the runs scored different suite content", highlight=False)
+    table = Table()
+    for column in ("scope", "metric", "A", "B", "B - A", "n A", "n B"):
+        table.add_column(column, justify="left" if column in {"scope", "metric"} else "right")
+    for d in comparison.differences:
+        delta = d.delta
+        colour = "green" if delta and delta > 0 else "red" if delta and delta < 0 else ""
+        shown = f"[{colour}]{delta:+.3f}[/]" if delta is not None and colour else ""
+        if delta == 0:
+            shown = "0"
+        table.add_row(
+            d.scope,
+            d.metric,
+            _number(d.a, d.metric),
+            _number(d.b, d.metric),
+            shown,
+            str(d.n_a),
+            str(d.n_b),
+        )
+    out.print(table)
+    if comparison.paired:
+        p = comparison.paired
+        out.print(
+            f"per sample ({p.common} in both): B better on {p.better}, worse on {p.worse}, "
+            f"same on {p.same}"
+        )
+
+
+def comparison_summary(comparison: Comparison) -> dict[str, Any]:
+    """The JSON shape of a comparison."""
+    return {
+        "a": comparison.a.suite,
+        "b": comparison.b.suite,
+        "same_suite": comparison.same_suite,
+        "differences": [d.model_dump() | {"delta": d.delta} for d in comparison.differences],
+        "paired": comparison.paired.model_dump() if comparison.paired else None,
+    }
+
+
+@eval_app.command("calibrate")
+def calibrate_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder of a vqa or agent suite.")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", dir_okay=False, help="Weights file (default RUN/weights.json)."
+        ),
+    ] = None,
+    holdout: Annotated[
+        float, typer.Option("--holdout", min=0.0, max=0.9, help="Share held out to test the fit.")
+    ] = 0.3,
+    min_kind_samples: Annotated[
+        int, typer.Option("--min-kind-samples", min=1, help="Samples a question kind needs.")
+    ] = 20,
+    as_json: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Fit fusion weights per expert (and per question kind) from a run's results."""
+    records = load_run_records(run_dir)
+    result = calibrate(records, holdout=holdout, min_kind_samples=min_kind_samples)
+    result.weights.fitted_on["run"] = str(run_dir)
+    target = output or run_dir / "weights.json"
+    target.write_text(result.weights.model_dump_json(indent=2), encoding="utf-8")
+    if as_json:
+        typer.echo(json.dumps(result.model_dump() | {"weights_file": str(target)}))
+        return
+    show_calibration(result)
+    out.print(
+        f"weights: {target}\nuse them: `sensorium eval run SUITE --weights {target}`, or "
+        f'[fusion] weights_file = "{target}" in the config file',
+        highlight=False,
+        markup=False,
+    )
+
+
+def show_calibration(result: Calibration) -> None:
+    """Accuracy of each expert, fusion as run, and fusion with the fitted weights."""
+    out.print(f"chosen weighting: {result.chosen}", highlight=False)
+    table = Table()
+    table.add_column("split")
+    table.add_column("n", justify="right")
+    table.add_column("fused as run", justify="right")
+    table.add_column("fused, fitted", justify="right")
+    table.add_column("best single expert", justify="right")
+    for label, scores in (("fitted on", result.fitted), ("held out", result.held_out)):
+        if scores is None:
+            continue
+        table.add_row(
+            label,
+            str(scores.samples),
+            f"{scores.fused_as_run:.3f}",
+            f"{scores.fused_fitted:.3f}",
+            f"{scores.best_single_accuracy:.3f} ({scores.best_single})",
+        )
+    out.print(table)
+
+
+@eval_app.command("schema")
+def schema() -> None:
+    """Print the JSON Schema of suite files (rows of each task under $defs)."""
+    typer.echo(json.dumps(suite_json_schema(), indent=2))
+
+
+@eval_app.command("list")
+def list_suites(as_json: JsonOption = False) -> None:
+    """The built-in suites."""
+    suites = {name: load_suite_quietly(path) for name, path in builtin_suites().items()}
+    if as_json:
+        typer.echo(json.dumps(suites))
+        return
+    table = Table()
+    for column in ("suite", "task", "description"):
+        table.add_column(column)
+    for name, info in suites.items():
+        table.add_row(name, info["task"], info["description"])
+    out.print(table)
+
+
+def load_suite_quietly(path: Path) -> dict[str, str]:
+    """A built-in suite's task and description, read without loading its data."""
+    import yaml
+
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return {"task": str(raw.get("task", "")), "description": str(raw.get("description", ""))}

@@ -1,0 +1,320 @@
+"""Evaluation metrics, each checked against a value worked out by hand in the comments."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sensorium.evals.metrics import (
+    bleu4,
+    caption_tokens,
+    cider_d,
+    cider_d_scores,
+    expected_calibration_error,
+    percentile,
+    recall_at_k,
+    reciprocal_rank,
+    reliability_bins,
+    rouge_l,
+    routing_metrics,
+)
+from sensorium.evals.metrics import vqa_accuracy as vqa
+
+# VQA accuracy
+
+
+def ten(matching: int, answer: str = "2") -> list[str]:
+    """Ten human answers, `matching` of them equal to `answer`, the others "3"."""
+    return [answer] * matching + ["3"] * (10 - matching)
+
+
+@pytest.mark.parametrize(
+    ("matching", "expected"),
+    [
+        (0, 0.0),
+        # 9 subsets drop a non-match: 1 match -> 1/3; 1 subset drops it: 0 -> (9/3 + 0)/10
+        (1, 0.3),
+        # 8 subsets keep both matches -> 2/3; 2 keep one -> 1/3: (8*2/3 + 2*1/3)/10 = 6/10
+        (2, 0.6),
+        # 7 subsets keep all three -> 1; 3 keep two -> 2/3: (7 + 3*2/3)/10 = 9/10
+        (3, 0.9),
+        # every subset keeps at least 3 matches -> 1
+        (4, 1.0),
+        (10, 1.0),
+    ],
+)
+def test_vqa_leave_one_out(matching: int, expected: float) -> None:
+    assert vqa("2", ten(matching)) == pytest.approx(expected)
+
+
+def test_vqa_normalises_prediction_and_answers() -> None:
+    assert vqa("Two", ["2"]) == 1.0  # "two" -> "2"
+    assert vqa("a cat", ["cat"]) == 1.0  # article dropped
+    assert vqa("cat", ["The Cat."]) == 1.0
+    assert vqa("Two", ten(3, "two")) == pytest.approx(0.9)  # as the 3-match case above
+
+
+def test_vqa_few_answers_is_exact_match_against_any() -> None:
+    assert vqa("dog", ["cat", "dog"]) == 1.0
+    assert vqa("bird", ["cat", "dog"]) == 0.0
+    assert vqa("2", ["2"] * 9) == 1.0  # fewer than 10: no leave-one-out
+
+
+def test_vqa_empty_prediction_and_answers() -> None:
+    assert vqa(None, ["cat"]) == 0.0
+    assert vqa("", ["cat"]) == 0.0
+    assert vqa("the", ["the"]) == 0.0  # normalises to the empty string
+    with pytest.raises(ValueError):
+        vqa("cat", [])
+
+
+# Caption tokens
+
+
+def test_caption_tokens() -> None:
+    assert caption_tokens("A man's dog, running-fast!\tOK") == [
+        "a",
+        "man's",
+        "dog",
+        "running",
+        "fast",
+        "ok",
+    ]
+    assert caption_tokens(" ... ") == []
+
+
+# BLEU-4
+
+
+def test_bleu4_by_hand_with_brevity_penalty() -> None:
+    candidates = ["a cat sat on the mat", "the the the"]
+    references = [["a cat sat on the red mat"], ["the dog runs fast", "a dog is running fast now"]]
+    # Candidate 1 (6 tokens) against "a cat sat on the red mat" (7 tokens):
+    #   1-grams 6/6; 2-grams 4/5 ("the mat" missing); 3-grams 3/4 ("on the mat" missing);
+    #   4-grams 2/3 ("sat on the mat" missing).
+    # Candidate 2 (3 tokens): "the" clipped to 1 (at most once in a reference) -> 1/3;
+    #   "the the" 0/2; "the the the" 0/1; no 4-grams. Closest reference length: 4.
+    # Corpus: p1 = 7/9, p2 = 4/7, p3 = 3/5, p4 = 2/3; product = 8/45.
+    # c = 6 + 3 = 9, r = 7 + 4 = 11 -> BP = exp(1 - 11/9) = exp(-2/9).
+    expected = math.exp(-2 / 9) * (8 / 45) ** 0.25
+    assert bleu4(candidates, references) == pytest.approx(expected)
+
+
+def test_bleu4_closest_reference_length_tie_takes_the_shorter() -> None:
+    # 5 tokens, references of 4 and 6 tokens: tie -> r = 4 < c = 5 -> BP = 1; every n-gram
+    # occurs in the longer reference -> all precisions 1. (Taking r = 6 would give
+    # exp(1 - 6/5) < 1.)
+    assert bleu4(["a b c d e"], [["a b c d", "a b c d e f"]]) == pytest.approx(1.0)
+
+
+def test_bleu4_zero_precision_and_edges() -> None:
+    assert bleu4(["a b c"], [["a b c"]]) == 0.0  # no 4-grams at all: p4 = 0/0 -> 0
+    assert bleu4(["w x y z"], [["a b c d"]]) == 0.0
+    assert bleu4([], []) == 0.0
+    with pytest.raises(ValueError):
+        bleu4(["a"], [])
+    with pytest.raises(ValueError):
+        bleu4(["a"], [[]])
+
+
+# ROUGE-L
+
+
+def test_rouge_l_by_hand() -> None:
+    candidate = "a cat sat on the mat"  # 6 tokens
+    # "the cat sat on a mat": LCS "cat sat on mat" = 4 -> P = 4/6, R = 4/6
+    # "cat on mat": LCS 3 -> P = 3/6, R = 3/3 = 1
+    # max P = 2/3, max R = 1: F = 2.44 * 2/3 * 1 / (1 + 1.44 * 2/3) = (4.88/3) / 1.96
+    expected = (1 + 1.2**2) * (2 / 3) / (1 + 1.2**2 * (2 / 3))
+    assert expected == pytest.approx(4.88 / 5.88)
+    assert rouge_l(candidate, ["the cat sat on a mat", "cat on mat"]) == pytest.approx(expected)
+
+
+def test_rouge_l_edges() -> None:
+    assert rouge_l("a cat", ["a cat"]) == pytest.approx(1.0)
+    # P = R: F = (1 + b^2) P^2 / ((1 + b^2) P) = P = 1/2
+    assert rouge_l("a dog", ["a cat"]) == pytest.approx(0.5)
+    assert rouge_l("dog", ["cat"]) == 0.0
+    assert rouge_l("", ["cat"]) == 0.0
+    with pytest.raises(ValueError):
+        rouge_l("cat", [])
+
+
+# CIDEr-D
+
+
+def test_cider_d_by_hand_two_images() -> None:
+    candidates = ["a dog runs", "a cat"]
+    references = [["a dog", "dog runs"], ["a cat sits"]]
+    # N = 2. df("a") = 2 (both reference sets) -> weight log 2 - log 2 = 0; every other
+    # n-gram has df 1 or 0 -> weight L = log 2. Length penalty p = exp(-1/72) everywhere
+    # (length differences are all +-1, sigma = 6).
+    p = math.exp(-1 / 72)
+    # Image 1, candidate 1-grams {a: 0, dog: L, runs: L} (norm L*sqrt2),
+    #   2-grams {a dog: L, dog runs: L} (norm L*sqrt2), 3-grams {a dog runs: L}, no 4-grams.
+    #   vs "a dog": n=1 L^2 / (L*sqrt2 * L) = 1/sqrt2; n=2 1/sqrt2; n=3 0 (empty reference)
+    #   vs "dog runs": n=1 2L^2 / (L*sqrt2 * L*sqrt2) = 1; n=2 L^2 / (L*sqrt2 * L) = 1/sqrt2
+    #   -> 10 * p * (1/sqrt2 + 1/sqrt2 + 1 + 1/sqrt2) / 4 n-grams / 2 references
+    image_1 = 10 * p * (1 + 3 / math.sqrt(2)) / 8
+    # Image 2, "a cat" vs "a cat sits": n=1 {a: 0, cat: L} vs {a: 0, cat: L, sits: L}
+    #   -> L^2 / (L * L*sqrt2) = 1/sqrt2; n=2 {a cat: L} vs {a cat: L, cat sits: L} -> 1/sqrt2
+    #   -> 10 * p * (2/sqrt2) / 4
+    image_2 = 10 * p * math.sqrt(2) / 4
+    assert cider_d_scores(candidates, references) == pytest.approx([image_1, image_2])
+    assert cider_d(candidates, references) == pytest.approx((image_1 + image_2) / 2)
+    assert image_1 == pytest.approx(3.8478, abs=1e-4)
+
+
+def test_cider_d_identical_beats_unrelated() -> None:
+    references = [
+        ["a man riding a horse on the beach"],
+        ["two dogs playing in the snow"],
+        ["a plate of food on a table"],
+    ]
+    same = ["a man riding a horse on the beach", "two dogs playing in the snow", "x"]
+    other = ["a red bus parked by the road", "a bowl of soup", "x"]
+    assert cider_d_scores(same, references)[0] > cider_d_scores(other, references)[0]
+    assert cider_d(same, references) > cider_d(other, references)
+
+
+def test_cider_d_edges() -> None:
+    assert cider_d_scores(["a cat"], [["a cat"]]) == [0.0]  # one image: log N = 0
+    assert cider_d([], []) == 0.0
+    assert cider_d_scores(["", "a cat"], [["a dog"], ["a cat"]])[0] == 0.0
+    with pytest.raises(ValueError):
+        cider_d(["a", "b"], [["a"]])
+    with pytest.raises(ValueError):
+        cider_d_scores(["a"], [[]])
+
+
+# Retrieval
+
+
+def test_recall_at_k() -> None:
+    ranked = ["d", "a", "x", "b", "c"]
+    assert recall_at_k(ranked, {"a", "b", "c"}, 1) == 0.0  # "d" is not relevant
+    assert recall_at_k(ranked, {"a", "b", "c"}, 2) == pytest.approx(1 / 3)  # "a"
+    assert recall_at_k(ranked, {"a", "b", "c"}, 4) == pytest.approx(2 / 3)  # "a", "b"
+    assert recall_at_k(ranked, {"a", "b", "c"}, 50) == 1.0
+    with pytest.raises(ValueError):
+        recall_at_k(ranked, set(), 1)
+    with pytest.raises(ValueError):
+        recall_at_k(ranked, {"a"}, 0)
+
+
+def test_reciprocal_rank() -> None:
+    assert reciprocal_rank(["d", "a", "b"], {"a", "b"}) == pytest.approx(1 / 2)  # "a" at 2
+    assert reciprocal_rank(["a"], {"a"}) == 1.0
+    assert reciprocal_rank(["x", "y"], {"a"}) == 0.0
+    assert reciprocal_rank([], {"a"}) == 0.0
+
+
+# Routing
+
+
+def test_routing_metrics_by_hand() -> None:
+    metrics = routing_metrics(
+        [
+            ({"caption"}, {"caption"}),  # exact
+            ({"caption", "colours"}, {"caption"}),
+            ({"classify"}, ["classify", "retrieve"]),
+            ({"answer_question"}, {"caption"}),
+        ]
+    )
+    assert (metrics.total, metrics.exact, metrics.exact_accuracy) == (4, 1, 0.25)
+    assert list(metrics.per_tool) == [
+        "answer_question",
+        "caption",
+        "classify",
+        "colours",
+        "retrieve",
+    ]
+    caption = metrics.per_tool["caption"]
+    # expected in pairs 1, 2; chosen in 1, 2, 4; both in 1, 2 -> P = 2/3, R = 2/2
+    assert (caption.support, caption.predicted) == (2, 3)
+    assert caption.precision == pytest.approx(2 / 3)
+    assert caption.recall == 1.0
+    colours = metrics.per_tool["colours"]  # expected once, never chosen -> P = 0.0 by convention
+    assert (colours.precision, colours.recall, colours.support, colours.predicted) == (0, 0, 1, 0)
+    retrieve = metrics.per_tool["retrieve"]  # chosen once, never expected -> R = 0.0 by convention
+    assert (retrieve.precision, retrieve.recall, retrieve.support, retrieve.predicted) == (
+        0,
+        0,
+        0,
+        1,
+    )
+    classify = metrics.per_tool["classify"]
+    assert (classify.precision, classify.recall) == (1.0, 1.0)
+
+
+def test_routing_metrics_empty() -> None:
+    metrics = routing_metrics([])
+    assert (metrics.total, metrics.exact, metrics.exact_accuracy, metrics.per_tool) == (
+        0,
+        0,
+        0.0,
+        {},
+    )
+
+
+# Percentile
+
+
+def test_percentile_by_hand() -> None:
+    values = [4.0, 1.0, 3.0, 2.0]  # sorted: 1, 2, 3, 4
+    assert percentile(values, 50) == pytest.approx(2.5)  # h = 3 * 0.5 = 1.5 -> 2 + 0.5
+    assert percentile(values, 25) == pytest.approx(1.75)  # h = 0.75 -> 1 + 0.75
+    assert percentile(values, 0) == 1.0
+    assert percentile(values, 100) == 4.0
+    assert percentile([7.0], 95) == 7.0
+
+
+@pytest.mark.parametrize("q", [0, 1, 10, 33.3, 50, 90, 95, 99, 100])
+def test_percentile_matches_numpy(q: float) -> None:
+    values = [0.12, 3.5, 0.7, 2.2, 9.1, 0.7, 4.4, 1.0, 6.25, 0.05, 8.0]
+    assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
+
+
+def test_percentile_errors() -> None:
+    with pytest.raises(ValueError):
+        percentile([], 50)
+    with pytest.raises(ValueError):
+        percentile([1.0], 101)
+
+
+# Calibration
+
+
+def test_reliability_bins_and_ece_by_hand() -> None:
+    confidences = [0.1, 0.2, 0.6, 0.9, 1.0]
+    correct = [0.0, 1.0, 0.5, 1.0, 0.0]
+    table = reliability_bins(confidences, correct, bins=4)
+    # bin = int(4c): 0.1 -> 0, 0.2 -> 0, 0.6 -> 2, 0.9 -> 3, 1.0 -> 4 -> last bin (3)
+    assert [(b.lower, b.upper, b.count) for b in table] == [
+        (0.0, 0.25, 2),
+        (0.25, 0.5, 0),
+        (0.5, 0.75, 1),
+        (0.75, 1.0, 2),
+    ]
+    assert [b.mean_confidence for b in table] == pytest.approx([0.15, 0.0, 0.6, 0.95])
+    assert [b.accuracy for b in table] == pytest.approx([0.5, 0.0, 0.5, 0.5])
+    # ECE = 2/5 * |0.5 - 0.15| + 1/5 * |0.5 - 0.6| + 2/5 * |0.5 - 0.95|
+    #     = 0.14 + 0.02 + 0.18 = 0.34
+    ece = expected_calibration_error(confidences, correct, bins=4)
+    assert ece == pytest.approx(0.34)
+
+
+def test_calibration_edges() -> None:
+    assert expected_calibration_error([], []) == 0.0
+    assert len(reliability_bins([], [])) == 10
+    assert expected_calibration_error([1.0, 1.0], [1.0, 1.0]) == 0.0  # perfectly calibrated
+    with pytest.raises(ValueError):
+        expected_calibration_error([0.5], [1.0, 0.0])
+    with pytest.raises(ValueError):
+        expected_calibration_error([1.5], [1.0])
+    with pytest.raises(ValueError):
+        expected_calibration_error([-0.1], [1.0])
+    with pytest.raises(ValueError):
+        reliability_bins([0.5], [2.0])

@@ -1,0 +1,132 @@
+"""Suites: hand-written YAML + JSONL load; every problem names its file, line and field."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sensorium.evals import SuiteError, builtin_suites, load_suite, resolve_suite_paths
+from sensorium.evals.suite import TASK_METRICS, suite_json_schema
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
+
+
+def write_suite(folder: Path, rows: list[object], **fields: object) -> Path:
+    """A suite file beside its JSONL data and a copy of the example images."""
+    folder.mkdir(parents=True, exist_ok=True)
+    images = folder / "images"
+    if not images.exists():
+        shutil.copytree(EXAMPLES, images)
+    lines = [row if isinstance(row, str) else json.dumps(row) for row in rows]
+    (folder / "data.jsonl").write_text("\n".join(lines) + "\n")
+    suite = {"name": "mine", "task": "vqa", "data": "data.jsonl", "images": "images"} | fields
+    path = folder / "suite.yaml"
+    path.write_text("\n".join(f"{key}: {json.dumps(value)}" for key, value in suite.items()))
+    return path
+
+
+VQA_ROW = {"id": "q1", "image": "chelsea.jpg", "question": "What animal?", "answers": ["cat"]}
+
+
+def test_a_hand_written_suite_loads(tmp_path: Path) -> None:
+    path = write_suite(tmp_path, [VQA_ROW, VQA_ROW | {"id": "q2", "question": "Is it a dog?"}])
+    suite = load_suite(path)
+    assert (suite.name, suite.task, len(suite.rows)) == ("mine", "vqa", 2)
+    assert suite.metrics == list(TASK_METRICS["vqa"])
+    assert suite.image_path("chelsea.jpg").is_file()
+    assert len(suite.digest) == 64
+
+
+def test_the_digest_follows_the_data(tmp_path: Path) -> None:
+    first = load_suite(write_suite(tmp_path, [VQA_ROW])).digest
+    second = load_suite(write_suite(tmp_path, [VQA_ROW | {"answers": ["kitten"]}])).digest
+    assert first != second
+
+
+@pytest.mark.parametrize(
+    ("rows", "fields", "message"),
+    [
+        ([VQA_ROW], {"task": "quiz"}, "suite.yaml: field 'task': Input should be"),
+        ([VQA_ROW], {"metrics": ["bleu4"]}, "metrics ['bleu4'] do not apply to task 'vqa'"),
+        ([VQA_ROW], {"colour": "red"}, "field 'colour': unknown field"),
+        ([VQA_ROW], {"data": "missing.jsonl"}, "cannot read suite data"),
+        ([VQA_ROW], {"images": "nowhere"}, "field 'images': folder"),
+        ([VQA_ROW, {"id": "q2", "image": "chelsea.jpg"}], {}, "data.jsonl:2: field 'question'"),
+        ([VQA_ROW, VQA_ROW | {"id": "q2", "answers": []}], {}, "data.jsonl:2: field 'answers'"),
+        ([VQA_ROW, "{not json"], {}, "data.jsonl:2: not valid JSON"),
+        ([VQA_ROW, VQA_ROW], {}, "data.jsonl:2: field 'id': 'q1' repeats line 1"),
+        ([VQA_ROW | {"image": "nope.png"}], {}, "data.jsonl:1: field 'image': image nope.png"),
+        ([[1, 2]], {}, "data.jsonl:1: a row is a JSON object, not list"),
+        ([], {}, "no rows"),
+        (
+            [{"id": "r1", "relevant": ["chelsea.jpg"]}],
+            {"task": "retrieval"},
+            "data.jsonl:1: give 'query', 'query_image' or both",
+        ),
+        (
+            [{"id": "r1", "query": "a cat", "relevant": ["dog.jpg"]}],
+            {"task": "retrieval"},
+            "data.jsonl:1: field 'relevant': image dog.jpg not found",
+        ),
+    ],
+)
+def test_an_invalid_suite_names_file_line_and_field(
+    tmp_path: Path, rows: list[object], fields: dict[str, object], message: str
+) -> None:
+    path = write_suite(tmp_path, rows, **fields)
+    with pytest.raises(SuiteError) as caught:
+        load_suite(path)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_broken_yaml_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "suite.yaml"
+    path.write_text("name: x\ntask: vqa\ndata: [unclosed\n")
+    with pytest.raises(SuiteError, match=r"suite.yaml:\d+: not valid YAML"):
+        load_suite(path)
+
+
+def test_a_suite_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "suite.yaml"
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(SuiteError, match="a suite is a YAML mapping"):
+        load_suite(path)
+
+
+def test_suite_names_resolve_to_files_builtins_and_families(tmp_path: Path) -> None:
+    path = write_suite(tmp_path, [VQA_ROW])
+    assert resolve_suite_paths(str(path)) == [path]
+    assert [p.stem for p in resolve_suite_paths("routing")] == ["routing"]
+    assert [p.stem for p in resolve_suite_paths("photos")] == ["photos-captions", "photos-vqa"]
+    with pytest.raises(SuiteError, match="no suite file or built-in suite named 'nope'"):
+        resolve_suite_paths("nope")
+    with pytest.raises(SuiteError, match=r"suite file missing\.yaml not found"):
+        resolve_suite_paths("missing.yaml")
+
+
+def test_the_built_in_suites_load_and_are_big_enough() -> None:
+    sizes = {name: len(load_suite(path).rows) for name, path in builtin_suites().items()}
+    assert sizes["easy-vqa"] == 9673
+    assert sizes["photos-vqa"] >= 80
+    assert sizes["photos-captions"] >= 20
+    assert sizes["routing"] >= 150
+    assert sizes["retrieval"] >= 20
+
+
+def test_the_routing_suite_covers_every_tool_and_mixed_requests() -> None:
+    rows = load_suite(builtin_suites()["routing"]).rows
+    tools = [tool for row in rows for tool in getattr(row, "expected_tools", [])]
+    for name in ("classify", "answer_question", "colours", "caption", "embed_image", "retrieve"):
+        assert tools.count(name) >= 15, name
+    assert sum(1 for row in rows if len(getattr(row, "expected_tools", [])) > 1) >= 30
+
+
+def test_the_schema_covers_the_file_and_every_task_row() -> None:
+    schema = suite_json_schema()
+    assert {"name", "task", "data", "images", "metrics", "experts"} <= set(schema["properties"])
+    assert {f"{task}_row" for task in TASK_METRICS} <= set(schema["$defs"])
+    assert schema["$defs"]["vqa_row"]["required"] == ["id", "image", "question", "answers"]
