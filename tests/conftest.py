@@ -1,8 +1,10 @@
-"""Shared fixtures: isolated data folders, example images, scripted chat models."""
+"""Shared fixtures: isolated data folders, example images, scripted chat models, the CLI."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
 from sensorium import LLMSettings, Settings
+from sensorium.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_IMAGES = REPO / "examples" / "images"
@@ -85,3 +88,27 @@ def scripted() -> Callable[[Callable[[list[BaseMessage]], str]], ScriptedChatMod
         return ScriptedChatModel(script=script, calls=[])
 
     return make
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """Run the CLI in this process (fast); returns exit code, stdout, stderr."""
+
+    def run(*args: str) -> Result:
+        monkeypatch.setattr(sys, "argv", ["sensorium", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run

@@ -6,40 +6,14 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from sensorium.cli import main
 from sensorium.tools import ImageInputError
 
 SENSORIUM = Path(sys.executable).with_name("sensorium")
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
-    """Run the CLI in this process (fast); returns exit code, stdout, stderr."""
-
-    def run(*args: str) -> Result:
-        monkeypatch.setattr(sys, "argv", ["sensorium", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
 
 
 def test_ask_json_answers_cat_for_chelsea(cli, chelsea: Path) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,100 @@
+"""Learned fusion: fitted weights never lose to the best single expert where they were fitted,
+per-kind weights where a kind has data, and weights files that configuration can point to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sensorium import FusionSettings, Settings, UserError
+from sensorium.evals import calibrate
+from sensorium.evals.calibrate import replay
+from sensorium.evals.results import ExpertAnswer, SampleRecord
+
+
+def record(n: int, kind: str, truth: str, votes: dict[str, tuple[str, float]]) -> SampleRecord:
+    experts = {
+        name: ExpertAnswer(answer=answer, confidence=confidence, score=float(answer == truth))
+        for name, (answer, confidence) in votes.items()
+    }
+    return SampleRecord(
+        key=f"k:{n}", id=f"s{n}", task="vqa", kind=kind, expected=[truth], experts=experts
+    )
+
+
+def specialists(count: int = 40) -> list[SampleRecord]:
+    """`colours` is right on colour questions, `classify` on animals; each is confidently wrong
+    outside its speciality, and a third expert is a confident coin flip."""
+    records = []
+    for n in range(count):
+        if n % 2:
+            votes = {"colours": ("red", 0.6), "classify": ("cat", 0.9), "noise": ("blue", 0.95)}
+            records.append(record(n, "colour", "red", votes))
+        else:
+            votes = {"colours": ("gray", 0.9), "classify": ("dog", 0.6), "noise": ("cow", 0.95)}
+            records.append(record(n, "animal", "dog", votes))
+    return records
+
+
+def test_per_kind_weights_beat_every_single_expert_and_uniform_fusion() -> None:
+    records = specialists()
+    uniform = sum(replay(r, FusionSettings()) for r in records) / len(records)
+    result = calibrate(records, min_kind_samples=10)
+    assert uniform == 0.0  # the confident coin flip wins every uniform vote
+    assert result.fitted.best_single_accuracy == 0.5
+    assert result.fitted.fused_fitted == 1.0
+    assert (
+        result.weights.kind_weights["colour"]["colours"]
+        > result.weights.kind_weights["colour"]["classify"]
+    )
+    assert result.held_out is not None and result.held_out.fused_fitted == 1.0
+
+
+def test_without_enough_data_per_kind_weights_are_global() -> None:
+    result = calibrate(specialists(), min_kind_samples=1000)
+    assert result.weights.kind_weights == {}
+    assert result.fitted.fused_fitted >= result.fitted.best_single_accuracy
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_fitted_fusion_never_scores_below_the_best_single_expert(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    answers = ["red", "blue", "cat", "dog"]
+    records = [
+        record(
+            n,
+            rng.choice(["colour", "animal", "yes_no"]),
+            rng.choice(answers),
+            {e: (rng.choice(answers), rng.random()) for e in ("a", "b", "c")},
+        )
+        for n in range(60)
+    ]
+    result = calibrate(records, min_kind_samples=10)
+    assert result.fitted.fused_fitted >= result.fitted.best_single_accuracy
+
+
+def test_too_few_samples_is_a_clear_error() -> None:
+    with pytest.raises(UserError, match="at least 10 scored samples"):
+        calibrate(specialists(4))
+
+
+def test_configuration_reads_a_weights_file(tmp_path: Path) -> None:
+    path = tmp_path / "weights.json"
+    path.write_text(calibrate(specialists(), min_kind_samples=10).weights.model_dump_json())
+    fusion = FusionSettings(weights_file=path, weights={"noise": 0.5})
+    assert fusion.weight("noise") == 0.5  # configuration wins over the file
+    assert fusion.weight("colours", "colour") > fusion.weight("classify", "colour")
+    settings = Settings(fusion={"weights_file": str(path)})  # type: ignore[arg-type]
+    assert settings.fusion.kind_weights
+
+
+def test_a_missing_or_broken_weights_file_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="not found; write one with `sensorium eval calibrate"):
+        FusionSettings(weights_file=tmp_path / "none.json")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(UserError, match=r"broken\.json is unreadable"):
+        FusionSettings(weights_file=broken)
