@@ -167,3 +167,12 @@ def test_an_agent_run_scores_the_planner_and_the_answer(tmp_path: Path, settings
     results = run_suite(suite, settings, out=tmp_path / "runs", chat_model=None).results
     assert results.metrics["routing"]["exact_match"] == 1.0
     assert results.metrics["fused"]["accuracy"] == 1.0
+
+
+def test_the_example_suite_runs_as_documented(tmp_path: Path, settings: Settings) -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "suite" / "example.yaml"
+    outcome = run_suite(load_suite(example), settings, out=tmp_path / "runs", chat_model=None)
+    results = outcome.results
+    assert results.samples == 7 and results.errors == 0
+    assert results.best_single is not None
+    assert results.metrics["fused"]["accuracy"] >= results.metrics[results.best_single]["accuracy"]

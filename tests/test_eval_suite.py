@@ -130,3 +130,10 @@ def test_the_schema_covers_the_file_and_every_task_row() -> None:
     assert {"name", "task", "data", "images", "metrics", "experts"} <= set(schema["properties"])
     assert {f"{task}_row" for task in TASK_METRICS} <= set(schema["$defs"])
     assert schema["$defs"]["vqa_row"]["required"] == ["id", "image", "question", "answers"]
+
+
+def test_the_documented_schema_file_is_current() -> None:
+    documented = Path(__file__).resolve().parents[1] / "docs" / "suite.schema.json"
+    assert json.loads(documented.read_text()) == suite_json_schema(), (
+        "regenerate it: sensorium eval schema > docs/suite.schema.json"
+    )
