@@ -50,7 +50,7 @@ def run_vqa(agent: Agent, suite: Suite, row: Row, key: str) -> SampleRecord:
     image = suite.image_path(row.image)
     experts = suite.file.experts or default_experts(agent, "vqa")
     result, latency = _timed_turn(agent, row.question, [image], experts)
-    record = _answers(result, row.answers, key, row.id, "vqa", latency)
+    record = _answers(agent, result, row.answers, key, row.id, "vqa", latency)
     return record.model_copy(
         update={"image": str(image), "prompt": row.question, "kind": question_kind(row.question)}
     )
@@ -62,7 +62,7 @@ def run_caption(agent: Agent, suite: Suite, row: Row, key: str) -> SampleRecord:
     image = suite.image_path(row.image)
     experts = suite.file.experts or default_experts(agent, "caption")
     result, latency = _timed_turn(agent, suite.file.request, [image], experts)
-    record = _answers(result, None, key, row.id, "caption", latency)
+    record = _answers(agent, result, None, key, row.id, "caption", latency)
     return record.model_copy(
         update={"image": str(image), "prompt": suite.file.request, "expected": row.references}
     )
@@ -123,7 +123,7 @@ def run_agent(agent: Agent, suite: Suite, row: Row, key: str) -> SampleRecord:
     names = [row.image] if isinstance(row.image, str) else row.image or []
     images = [suite.image_path(name) for name in names]
     result, latency = _timed_turn(agent, row.request, images, None)
-    record = _answers(result, row.answers, key, row.id, "agent", latency)
+    record = _answers(agent, result, row.answers, key, row.id, "agent", latency)
     chosen = list(dict.fromkeys(call.tool for call in result.plan.calls))
     if result.plan.follow_up is not None:
         chosen = list(dict.fromkeys([*chosen, *result.plan.follow_up.tools]))
@@ -160,6 +160,7 @@ def _timed_turn(
 
 
 def _answers(
+    agent: Agent,
     result: TurnResult,
     answers: list[str] | None,
     key: str,
@@ -167,7 +168,8 @@ def _answers(
     task: str,
     latency: float,
 ) -> SampleRecord:
-    """Each expert's answer and the fused decision, scored by VQA accuracy when answers exist."""
+    """Each answering expert's answer and the fused decision, scored by VQA accuracy when
+    answers exist (a retrieval or an embedding is not an answer)."""
 
     def score(answer: str | None) -> float | None:
         return vqa_accuracy(answer, answers) if answers else None
@@ -181,6 +183,8 @@ def _answers(
             score=score(evidence.answer if evidence.ok else None),
         )
         for evidence in result.evidence
+        if evidence.expert not in agent.registry
+        or agent.registry.get(evidence.expert).answers_questions
     }
     decision = result.decisions[0] if result.decisions else Decision()
     # Fusion is scored on its leading answer, abstaining or not, so it is compared with the
