@@ -1,15 +1,18 @@
 """Run a suite: one record per sample, appended as it finishes, so a run that is interrupted
 (Ctrl-C, a kill, a crash) resumes where it stopped.
 
-A run lives in `OUT/<suite>-<key>/`, where the key hashes the suite's content and the
-configuration that shapes results; re-running the same command finds the same folder and
-computes only the samples it lacks. The agent works in its own data folder inside the run,
-so an evaluation never touches the user's image store, index or threads.
+A run lives in `OUT/<suite>-<key>/`, where the key hashes the suite's content, the
+configuration that shapes results and the code (Sensorium's and the experts'); re-running
+the same command finds the same folder and computes only the samples it lacks. The agent
+works in its own data folder inside the run, so an evaluation never touches the user's image
+store, index or threads.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import inspect
 import json
 import os
 import traceback
@@ -27,6 +30,7 @@ from sensorium.evals.results import RunResults, SampleRecord
 from sensorium.evals.scoring import summarise
 from sensorium.evals.suite import Row, Suite
 from sensorium.evals.tasks import RUNNERS
+from sensorium.tools import Registry
 
 RECORDS_FILE = "samples.jsonl"
 Progress = Callable[[int, int], None]
@@ -50,9 +54,33 @@ def config_digest(settings: Settings) -> str:
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()
 
 
+def code_digest(settings: Settings) -> str:
+    """sha256 of Sensorium's source and of every enabled expert's module: after a code change
+    a run starts afresh instead of reusing what the old code produced."""
+    modules = [importlib.import_module(name) for name in _PACKAGES]
+    files = {p for m in modules if m.__file__ for p in Path(m.__file__).parent.glob("*.py")}
+    for tool in Registry.discover(settings.tools):
+        if source := inspect.getsourcefile(tool.fn):
+            files.add(Path(source))
+    digest = hashlib.sha256()
+    for path in sorted(files, key=lambda p: (p.name, str(p))):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+_PACKAGES = (
+    "sensorium",
+    "sensorium.agent",
+    "sensorium.graphs",
+    "sensorium.tools",
+    "sensorium.evals",
+)
+
+
 def run_key(suite: Suite, settings: Settings) -> str:
-    """The key of a run: the suite's content and the configuration, hashed together."""
-    return hashlib.sha256(f"{suite.digest}:{config_digest(settings)}".encode()).hexdigest()[:12]
+    """The key of a run: the suite's content, the configuration and the code, hashed."""
+    parts = f"{suite.digest}:{config_digest(settings)}:{code_digest(settings)}"
+    return hashlib.sha256(parts.encode()).hexdigest()[:12]
 
 
 def run_suite(

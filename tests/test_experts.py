@@ -169,3 +169,30 @@ def test_label_embeddings_are_cached_on_disk(ctx: ToolContext, cat: ImageRef) ->
     answer_question.run(ctx, {"image": cat, "question": "What is this?"})
     assert ctx.cache_dir is not None
     assert list((ctx.cache_dir / "embeddings").glob("imagenet-labels-*.npy"))
+
+
+def shape_on(background: tuple[int, int, int], colour: tuple[int, int, int]) -> Image.Image:
+    """A small coloured square in the middle of a plain background, like easy-VQA's shapes."""
+    image = Image.new("RGB", (64, 64), background)
+    image.paste(Image.new("RGB", (20, 20), colour), (22, 22))
+    return image
+
+
+def test_a_colour_question_about_a_thing_ignores_a_plain_background(ctx: ToolContext) -> None:
+    ref = ctx.images.add_image(shape_on((255, 255, 255), (220, 20, 20)))
+    about_shape = colours.run(ctx, {"image": ref, "question": "What is the color of the shape?"})
+    assert (about_shape.answer, about_shape.confidence) == ("red", 1.0)
+    assert about_shape.payload["object_colours"] == {"red": 1.0}
+    whole = colours.run(ctx, {"image": ref, "question": "What colour is this image?"})
+    assert whole.answer == "white"
+    assert colours.run(ctx, {"image": ref, "question": "Is the square red?"}).answer == "yes"
+    assert colours.run(ctx, {"image": ref, "question": "Is it red?"}).answer == "no"
+
+
+def test_without_a_plain_background_every_pixel_counts(ctx: ToolContext) -> None:
+    image = Image.new("RGB", (64, 64), (20, 20, 220))
+    image.paste(Image.new("RGB", (32, 64), (220, 20, 20)), (0, 0))  # half red, half blue border
+    ref = ctx.images.add_image(image)
+    evidence = colours.run(ctx, {"image": ref, "question": "What colour is the flag?"})
+    assert "object_colours" not in evidence.payload
+    assert evidence.confidence == pytest.approx(0.5)

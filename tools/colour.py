@@ -40,6 +40,47 @@ def colour_fractions(rgb: np.ndarray) -> dict[str, float]:
     return dict(sorted(fractions.items(), key=lambda item: -item[1]))
 
 
+def background_colour(rgb: np.ndarray) -> str | None:
+    """The colour of the image's border when one colour covers most of it, else None."""
+    border = np.concatenate(
+        [rgb[:2].reshape(-1, 3), rgb[-2:].reshape(-1, 3), rgb[:, :2].reshape(-1, 3),
+         rgb[:, -2:].reshape(-1, 3)]
+    )  # fmt: skip
+    name, share = next(iter(colour_fractions(border[None]).items()))
+    return name if share >= 0.6 else None
+
+
+def object_fractions(rgb: np.ndarray) -> dict[str, float] | None:
+    """Colour shares among the pixels that are not the background (a plain border colour),
+    or None when there is no such background or almost nothing else."""
+    background = background_colour(rgb)
+    if background is None:
+        return None
+    rest = {k: v for k, v in colour_fractions(rgb).items() if k != background}
+    total = sum(rest.values())
+    if total < 0.02:
+        return None
+    return {k: v / total for k, v in rest.items()}
+
+
+def names_an_object(question: str) -> bool:
+    """True when a colour question is about a thing ("the triangle", "a red car"), not about
+    the whole picture ("What colour is this?", "Which colours dominate this photo?")."""
+    words = re.findall(r"[a-z]+", question.lower())
+    return any(w not in _NOT_OBJECTS and w not in COLOUR_NAMES and w != "grey" for w in words)
+
+
+_NOT_OBJECTS = frozenset({
+    "what", "which", "whats", "is", "are", "was", "were", "be", "the", "a", "an", "this",
+    "that", "these", "those", "it", "its", "of", "in", "on", "there", "here", "colour",
+    "color", "colours", "colors", "coloured", "colored", "hue", "shade", "shades", "image",
+    "photo", "picture", "pic", "does", "do", "did", "have", "has", "main", "dominant",
+    "dominate", "dominates", "mostly", "mainly", "most", "primary", "background", "scene",
+    "please", "tell", "me", "you", "can", "could", "show", "s", "any", "some", "and", "or",
+    "how", "would", "describe",
+})  # fmt: skip
+
+
 def _hue_degrees(pixels: np.ndarray, high: np.ndarray, chroma: np.ndarray) -> np.ndarray:
     r, g, b = pixels[:, 0], pixels[:, 1], pixels[:, 2]
     safe = np.maximum(chroma, 1e-6)
@@ -65,10 +106,15 @@ def colours(ctx: ToolContext, image: ImageRef, question: str = "", top_k: int = 
         question: the user's question; a yes/no question about one colour gets yes/no
         top_k: how many colours to report
     """
-    thumbnail = ctx.images.load(image).resize((64, 64))
-    fractions = colour_fractions(np.asarray(thumbnail))
+    pixels = np.asarray(ctx.images.load(image).resize((64, 64)))
+    fractions = colour_fractions(pixels)
     top = dict(list(fractions.items())[: max(1, top_k)])
-    payload = {"colours": {k: round(v, 4) for k, v in top.items()}}
+    payload: dict[str, object] = {"colours": {k: round(v, 4) for k, v in top.items()}}
+    # "What colour is the triangle?" asks about a thing: on a plain background, answer
+    # from the pixels that are not background (the background would win on area alone).
+    if question and names_an_object(question) and (objects := object_fractions(pixels)):
+        fractions = objects
+        payload["object_colours"] = {k: round(v, 4) for k, v in list(objects.items())[:top_k]}
     words = re.findall(r"[a-z]+", question.lower().replace("grey", "gray"))
     asked = [c for c in COLOUR_NAMES if c in words]
     if question and question_kind(question) == "yes_no" and asked:
