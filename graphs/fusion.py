@@ -135,7 +135,11 @@ def fuse(
     votes = [v for v in votes if v.normalised and v.weight > 0]
     if not votes:
         failed = [e.expert for e in items if e.error]
-        reason = f"no expert answered ({', '.join(failed)} failed)" if failed else "no answers"
+        reason = (
+            f"no expert answered ({', '.join(failed)} failed)"
+            if failed
+            else "no expert could answer this question"
+        )
         return Decision(image=image, reason=reason)
     total_weight = sum(v.weight for v in votes)
     support: dict[str, float] = defaultdict(float)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sensorium.tools import Evidence, ImageRef, ImageStore, ModelHost, ToolContext
+from sensorium.tools import Evidence, ImageRef, ImageStore, ModelHost, Tool, ToolContext
 from sensorium.tools.captioner import caption
 from sensorium.tools.classifier import classify
 from sensorium.tools.colour import colour_fractions, colours
@@ -196,3 +196,44 @@ def test_without_a_plain_background_every_pixel_counts(ctx: ToolContext) -> None
     evidence = colours.run(ctx, {"image": ref, "question": "What colour is the flag?"})
     assert "object_colours" not in evidence.payload
     assert evidence.confidence == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    ("tool", "question"),
+    [
+        (classify, "What shape is this?"),
+        (classify, "What colour is the cat?"),
+        (classify, "Is the cat wearing a hat?"),  # no subject to test
+        (answer_question, "Is the cat wearing a hat?"),
+        (answer_question, "Is there a red cat?"),  # colour: the joint space has none
+        (answer_question, "Are there two cats?"),  # counting: neither
+        (colours, "What animal is this?"),
+        (colours, "Is this a cat?"),
+    ],
+)
+def test_an_expert_says_nothing_about_what_it_cannot_judge(
+    ctx: ToolContext, cat: ImageRef, tool: Tool, question: str
+) -> None:
+    evidence = tool.run(ctx, {"image": cat, "question": question})
+    assert evidence.answer is None and evidence.error is None and not evidence.ok
+    assert "skipped" in evidence.payload
+
+
+def test_negated_yes_no_questions_flip_the_answer(ctx: ToolContext, cat: ImageRef) -> None:
+    for tool in (classify, answer_question):
+        plain = tool.run(ctx, {"image": cat, "question": "Is this a cat?"})
+        negated = tool.run(ctx, {"image": cat, "question": "Is this not a cat?"})
+        assert (plain.answer, negated.answer) == ("yes", "no"), tool.name
+        assert negated.confidence == pytest.approx(plain.confidence)
+    red = solid(ctx, (220, 20, 20))
+    assert colours.run(ctx, {"image": red, "question": "Is it not red?"}).answer == "no"
+
+
+def test_a_yes_no_question_about_a_shape_is_tested_against_the_other_shapes(
+    ctx: ToolContext,
+) -> None:
+    evidence = answer_question.run(
+        ctx, {"image": solid(ctx, (255, 255, 255)), "question": "Does the image contain a circle?"}
+    )
+    assert evidence.answer in {"yes", "no"}
+    assert evidence.payload["subject"] == "circle"

@@ -251,7 +251,7 @@ def test_no_evidence_at_all_abstains() -> None:
     assert decision.best_guess is None
     assert decision.confidence == 0.0
     assert decision.votes == []
-    assert decision.reason == "no answers"
+    assert decision.reason == "no expert could answer this question"
 
 
 def test_only_failures_abstain_naming_the_failed_experts() -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from sensorium.tools.questions import (
     described_reference,
+    is_negated,
     is_search_request,
     ordinal_reference,
     question_kind,
@@ -41,10 +42,30 @@ def test_question_kind(question: str, kind: str) -> None:
         ("Is that an airplane?", "airplane"),
         ("Are these bananas?", "bananas"),
         ("What is this?", None),
+        ("does the image contain a circle?", "circle"),
+        ("Does this photo not show any dogs?", "dogs"),
+        ("is a green shape present?", "green shape"),
+        ("is no blue shape present?", "blue shape"),
+        ("is there not a black shape in the image?", "black shape"),
+        ("Is the man wearing a coat?", None),
     ],
 )
 def test_yes_no_subject(question: str, subject: str | None) -> None:
     assert yes_no_subject(question) == subject
+
+
+@pytest.mark.parametrize(
+    ("question", "negated"),
+    [
+        ("Is there not a cat?", True),
+        ("is no blue shape present?", True),
+        ("Isn't this a dog?", True),
+        ("Is this a cat?", False),
+        ("What is not in the picture?", False),  # not a yes/no question
+    ],
+)
+def test_is_negated(question: str, negated: bool) -> None:
+    assert is_negated(question) is negated
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from sensorium.tools.base import ToolContext, expert
 from sensorium.tools.evidence import Evidence, ImageRef
 from sensorium.tools.imagenet import class_names, everyday_name, is_animal
 from sensorium.tools.lite_models import class_probabilities
-from sensorium.tools.questions import question_kind, yes_no_subject
+from sensorium.tools.questions import is_negated, question_kind, yes_no_subject
 
 
 def everyday_probabilities(probs: np.ndarray, animals_only: bool = False) -> dict[str, float]:
@@ -47,16 +47,26 @@ def classify(ctx: ToolContext, image: ImageRef, question: str = "", top_k: int =
     kind = question_kind(question) if question else "what"
     grouped = everyday_probabilities(probs, animals_only=kind == "animal")
     payload = {"labels": labels, "everyday": dict(list(grouped.items())[:top_k])}
-    if kind == "yes_no" and (subject := yes_no_subject(question)) is not None:
-        p_subject = _subject_probability(probs, grouped, subject)
-        if p_subject is not None:
-            answer = "yes" if p_subject >= 0.5 else "no"
-            confidence = p_subject if answer == "yes" else 1 - p_subject
-            return Evidence(
-                answer=answer, confidence=confidence, payload=payload | {"subject": subject}
-            )
+    if kind == "yes_no":
+        subject = yes_no_subject(question)
+        p_subject = _subject_probability(probs, grouped, subject) if subject else None
+        if p_subject is None:  # not about a thing ImageNet knows: no opinion
+            return Evidence(payload=payload | {"skipped": f"cannot judge {subject or question!r}"})
+        answer = "yes" if p_subject >= 0.5 else "no"
+        if is_negated(question):
+            answer = "no" if answer == "yes" else "yes"
+            p_subject = 1 - p_subject
+        confidence = p_subject if answer == "yes" else 1 - p_subject
+        return Evidence(
+            answer=answer, confidence=confidence, payload=payload | {"subject": subject}
+        )
+    if kind in _NOT_OBJECT_KINDS:  # colours, counts and shapes are not ImageNet classes
+        return Evidence(payload=payload | {"skipped": f"cannot answer a {kind} question"})
     word, mass = next(iter(grouped.items()))
     return Evidence(answer=word, confidence=min(1.0, mass), payload=payload)
+
+
+_NOT_OBJECT_KINDS = ("colour", "count", "shape")
 
 
 def _subject_probability(

@@ -8,7 +8,7 @@ import numpy as np
 
 from sensorium.tools.base import ToolContext, expert
 from sensorium.tools.evidence import Evidence, ImageRef
-from sensorium.tools.questions import question_kind
+from sensorium.tools.questions import is_negated, question_kind
 
 COLOUR_NAMES = (
     "black", "white", "gray", "red", "orange", "yellow", "green", "blue", "purple", "pink",
@@ -117,12 +117,18 @@ def colours(ctx: ToolContext, image: ImageRef, question: str = "", top_k: int = 
         payload["object_colours"] = {k: round(v, 4) for k, v in list(objects.items())[:top_k]}
     words = re.findall(r"[a-z]+", question.lower().replace("grey", "gray"))
     asked = [c for c in COLOUR_NAMES if c in words]
-    if question and question_kind(question) == "yes_no" and asked:
+    kind = question_kind(question) if question else "colour"
+    if kind == "yes_no" and asked:
         share = fractions.get(asked[0], 0.0)
         # "Is it red?" is yes when red is the dominant colour, confidence from its share.
         dominant = next(iter(fractions))
         answer = "yes" if dominant == asked[0] or share >= 0.4 else "no"
         confidence = max(share, 1 - share) if answer == "no" else max(share, 0.5)
+        if is_negated(question):
+            answer = "no" if answer == "yes" else "yes"
         return Evidence(answer=answer, confidence=min(1.0, confidence), payload=payload)
+    if kind not in ("colour", "describe", "other"):
+        # "What shape is this?" or "Is this a cat?": pixels alone cannot say.
+        return Evidence(payload=payload | {"skipped": "not a question about colour"})
     name, share = next(iter(fractions.items()))
     return Evidence(answer=name, confidence=share, payload=payload)

@@ -10,7 +10,8 @@ from typing import Literal
 QuestionKind = Literal["yes_no", "colour", "count", "animal", "shape", "describe", "what", "other"]
 
 _YES_NO_START = re.compile(
-    r"^(is|are|was|were|does|do|did|can|could|has|have|will|would|should)\b", re.IGNORECASE
+    r"^(is|are|was|were|does|do|did|can|could|has|have|will|would|should)(?:n't)?\b",
+    re.IGNORECASE,
 )
 _COLOUR = re.compile(r"\b(colou?rs?|hue|shade)\b", re.IGNORECASE)
 _COUNT = re.compile(r"\bhow many\b|\bcount\b|\bnumber of\b", re.IGNORECASE)
@@ -45,21 +46,44 @@ def question_kind(question: str) -> QuestionKind:
     return "other"
 
 
-_SUBJECT = re.compile(
-    r"^(?:is|are|was|were)\s+(?:this|that|it|there|these|those)\s+(?:an?\s+|any\s+|some\s+)?"
-    r"(?:picture|photo|image)?\s*(?:of\s+)?(?:an?\s+|the\s+)?(?P<subject>[\w\s'-]+?)\s*"
-    r"(?:in (?:the|this) (?:picture|photo|image))?\s*\??$",
-    re.IGNORECASE,
-)
+_THING = r"(?:an?\s+|any\s+|some\s+|the\s+)?(?P<subject>[\w\s'-]+?)"
+_IN_IMAGE = r"(?:\s+in (?:the|this) (?:picture|photo|image))?\s*\??$"
+_SUBJECT_FORMS = [
+    # "Is this a cat?", "Is there a dog in the picture?", "Is there no red shape?"
+    re.compile(
+        r"^(?:is|are|was|were)(?:n't)?\s+(?:this|that|it|there|these|those)\s+(?:not\s+|no\s+)?"
+        r"(?:an?\s+|any\s+|some\s+)?(?:picture|photo|image)?\s*(?:of\s+)?" + _THING + _IN_IMAGE,
+        re.IGNORECASE,
+    ),
+    # "Does the image contain a circle?", "Does this photo not show any dogs?"
+    re.compile(
+        r"^(?:does|do)\s+(?:the|this|that)\s+(?:picture|photo|image)\s+(?:not\s+)?"
+        r"(?:contain|show|have|include|depict)\s+" + _THING + r"\s*\??$",
+        re.IGNORECASE,
+    ),
+    # "Is a green shape present?", "Is no circle visible in the image?"
+    re.compile(
+        r"^(?:is|are)\s+(?:no\s+)?" + _THING + r"\s+(?:present|visible|shown|there)" + _IN_IMAGE,
+        re.IGNORECASE,
+    ),
+]
+_NEGATION = re.compile(r"\b(?:not|no|never)\b|n't\b", re.IGNORECASE)
 
 
 def yes_no_subject(question: str) -> str | None:
-    """The thing a yes/no question asks about: "Is this a cat?" -> "cat"."""
-    match = _SUBJECT.match(question.strip())
-    if not match:
-        return None
-    subject = _ARTICLE.sub("", match.group("subject").strip().lower())
-    return subject or None
+    """The thing a yes/no question asks about: "Is this a cat?" -> "cat", "Does the image
+    contain a red circle?" -> "red circle"."""
+    for form in _SUBJECT_FORMS:
+        if match := form.match(question.strip()):
+            subject = _ARTICLE.sub("", match.group("subject").strip().lower())
+            return subject or None
+    return None
+
+
+def is_negated(question: str) -> bool:
+    """True for a yes/no question asked in the negative ("Is there not a cat?"): experts
+    judge the positive form and flip their answer."""
+    return question_kind(question) == "yes_no" and bool(_NEGATION.search(question))
 
 
 _SEARCH = re.compile(

@@ -22,7 +22,7 @@ from sensorium.tools.lite_models import (
     embed_texts,
     label_embeddings,
 )
-from sensorium.tools.questions import QuestionKind, question_kind, yes_no_subject
+from sensorium.tools.questions import QuestionKind, is_negated, question_kind, yes_no_subject
 
 LOGIT_SCALE = 40.0  # MiniLM cosines spread less than CLIP's (which uses 100)
 SHAPES = ("circle", "rectangle", "square", "triangle")
@@ -83,9 +83,15 @@ def answer_question(ctx: ToolContext, image: ImageRef, question: str) -> Evidenc
         raise ValueError("answer_question needs a question; pass the user's question")
     image_vector, _ = conse_embedding(ctx, image)
     kind = question_kind(question)
-    if kind == "yes_no" and (subject := yes_no_subject(question)) is not None:
-        return _yes_no(ctx, image_vector, subject)
-    if kind in ("yes_no", "describe", "other"):
+    if kind == "yes_no":
+        subject = yes_no_subject(question)
+        if subject is None or set(subject.split()) & _UNJUDGED:
+            # The joint space carries no colour or count, and an unparsed question has no
+            # subject to test: say nothing rather than answer with an unrelated label.
+            return Evidence(payload={"skipped": f"cannot judge {subject or question!r}"})
+        verdict = _yes_no(ctx, image_vector, subject)
+        return _flipped(verdict) if is_negated(question) else verdict
+    if kind in ("describe", "other"):
         kind = "what"
     answers = candidate_answers(kind)
     scores = _candidate_embeddings(ctx, kind) @ image_vector
@@ -98,8 +104,31 @@ def answer_question(ctx: ToolContext, image: ImageRef, question: str) -> Evidenc
     )
 
 
+_UNJUDGED = (
+    frozenset(COLOUR_NAMES)
+    | {"grey", "colour", "color"}
+    | set(NUMBERS)
+    | {str(n) for n in range(100)}
+)
+
+
+def _flipped(evidence: Evidence) -> Evidence:
+    """The answer to the negated question: yes <-> no, same confidence."""
+    flipped = {"yes": "no", "no": "yes"}.get(evidence.answer or "", evidence.answer)
+    return evidence.model_copy(
+        update={"answer": flipped, "payload": evidence.payload | {"negated": True}}
+    )
+
+
 def _yes_no(ctx: ToolContext, image_vector: np.ndarray, subject: str) -> Evidence:
-    """Yes when the subject scores above its strongest alternative in the joint space."""
+    """Yes when the subject scores above its strongest alternative in the joint space; a
+    shape is tested against the other shapes."""
+    if subject in SHAPES or subject.rstrip("s") in SHAPES:
+        probs = _softmax(LOGIT_SCALE * (_candidate_embeddings(ctx, "shape") @ image_vector))
+        p_yes = float(probs[SHAPES.index(subject.rstrip("s"))])
+        answer = "yes" if p_yes == float(probs.max()) else "no"
+        confidence = p_yes if answer == "yes" else 1 - p_yes
+        return Evidence(answer=answer, confidence=confidence, payload={"subject": subject})
     alternatives = _candidate_embeddings(ctx, "what")
     subject_vector = embed_texts(ctx, [_prompt("what", subject)])[0]
     # Alternatives too close to the subject are synonyms, not competitors.

@@ -157,10 +157,12 @@ def metrics_table(results: RunResults) -> Table:
     return table
 
 
-def _number(value: float | None, name: str) -> str:
+def _number(value: float | None, name: str, signed: bool = False) -> str:
     if value is None:
         return ""
-    return f"{value:.1f}" if name.endswith("_ms") or name == "support" else f"{value:.3f}"
+    sign = "+" if signed else ""
+    precision = 1 if name.endswith("_ms") or name == "support" else 3
+    return f"{value:{sign}.{precision}f}"
 
 
 @eval_app.command("compare")
@@ -184,10 +186,10 @@ def compare(
         table.add_column(column, justify="left" if column in {"scope", "metric"} else "right")
     for d in comparison.differences:
         delta = d.delta
-        colour = "green" if delta and delta > 0 else "red" if delta and delta < 0 else ""
-        shown = f"[{colour}]{delta:+.3f}[/]" if delta is not None and colour else ""
-        if delta == 0:
-            shown = "0"
+        shown = "" if delta is None else _number(delta, d.metric, signed=True)
+        if delta:  # green when B is better: lower is better for latency and ECE
+            better = (delta < 0) == (d.metric.endswith("_ms") or d.metric == "ece")
+            shown = f"[{'green' if better else 'red'}]{shown}[/]"
         table.add_row(
             d.scope,
             d.metric,

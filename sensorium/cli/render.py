@@ -24,9 +24,10 @@ def evidence_table(result: TurnResult) -> Table:
         row = [item.expert]
         if many_images:
             row.append(names.get(item.image or "", ""))
+        silent = item.answer is None and item.error is None
         row += [
-            item.answer or "",
-            f"{item.confidence:.2f}" if item.error is None else "",
+            "[dim](no opinion)[/]" if silent else item.answer or "",
+            f"{item.confidence:.2f}" if item.error is None and not silent else "",
             f"{item.latency_ms:.0f}",
             item.error or "",
         ]
