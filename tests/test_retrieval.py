@@ -89,10 +89,13 @@ def test_an_interrupted_index_completes_on_the_next_run(
 ) -> None:
     folder = tmp_path / "many"
     folder.mkdir()
-    for n in range(48):
-        Image.new("RGB", (48, 48), (n * 5, 255 - n * 5, (n * 37) % 256)).save(folder / f"{n}.png")
+    # Enough work after the signal that a slow, loaded machine cannot finish before it lands.
+    count = 200
+    for n in range(count):
+        colour = (n % 51 * 5, 255 - n % 51 * 5, (n * 37) % 256)
+        Image.new("RGB", (48, 48), colour).save(folder / f"{n}.png")
     process = subprocess.Popen(
-        [str(BIN / "sensorium"), "index", str(folder), "--batch-size", "4"],
+        [str(BIN / "sensorium"), "index", str(folder), "--batch-size", "2"],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
@@ -107,10 +110,10 @@ def test_an_interrupted_index_completes_on_the_next_run(
     done = sensorium("index", str(folder), "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["total"] == 48
-    assert report["unchanged"] >= 8 and report["added"] + report["unchanged"] == 48
-    hits = search("anything", "--k", "100")
-    assert len({h["path"] for h in hits}) == len(hits) == 48
+    assert report["total"] == count
+    assert report["unchanged"] >= 8 and report["added"] + report["unchanged"] == count
+    hits = search("anything", "--k", str(count))
+    assert len({h["path"] for h in hits}) == len(hits) == count
 
 
 def free_port() -> int:
