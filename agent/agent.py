@@ -35,9 +35,9 @@ from sensorium.tools import (
     UserError,
     default_host,
 )
-from sensorium.tools.encoder import LiteJointEncoder, compose_query
+from sensorium.tools.encoder import JointEncoder, LiteJointEncoder, compose_query
 from sensorium.tools.indexer import IndexReport, Progress, index_images
-from sensorium.tools.lite_models import conse_embedding, embed_texts
+from sensorium.tools.lite_models import embed_texts
 from sensorium.tools.vector_index import ImageIndex, SearchHit, open_client
 
 ImageInput = str | Path | bytes | Image.Image | ImageRef
@@ -144,8 +144,10 @@ class Agent:
             images=self.images,
             cache_dir=self.settings.cache_dir,
             open_index=self.open_index,
+            models=self.settings.models,
+            joint_encoder=lambda: self.encoder,
         )
-        self.registry = registry or Registry.discover(self.settings.tools)
+        self.registry = registry or Registry.discover(self.settings.tools, self.settings.profile)
         if chat_model == "auto":
             try:
                 chat_model = load_chat_model(self.settings.llm, self.host)
@@ -157,6 +159,7 @@ class Agent:
             self.registry,
             lambda texts: embed_texts(self.context, texts),
             max_tools=self.settings.planner.max_tools,
+            profile=self.settings.profile,
         )
         self.planner = AgentPlanner(
             self.registry,
@@ -177,14 +180,19 @@ class Agent:
         )
 
     @property
-    def encoder(self) -> LiteJointEncoder:
-        """The joint image-text encoder of the active profile."""
+    def encoder(self) -> JointEncoder:
+        """The joint image-text encoder of the active profile (MiniLM + ConSE, or CLIP)."""
+        if self.settings.profile == "standard":
+            from sensorium.tools.clip_experts import ClipJointEncoder
+
+            return ClipJointEncoder(self.context)
         return LiteJointEncoder(self.context)
 
     def best_match(self, description: str, images: list[ImageRef]) -> ImageRef:
         """The image a description fits best ("cat" -> the cat picture), in the joint space."""
-        text = self.encoder.encode_texts([description])[0]
-        vectors = np.stack([conse_embedding(self.context, image)[0] for image in images])
+        encoder = self.encoder
+        text = encoder.encode_texts([description])[0]
+        vectors = encoder.encode_images([self.images.load(image) for image in images])
         return images[int(np.argmax(vectors @ text))]
 
     def open_index(self) -> ImageIndex:

@@ -18,7 +18,7 @@ from sensorium.agent.prompts import PLANNER_SYSTEM, planner_request
 from sensorium.agent.router import Router
 from sensorium.agent.settings import PlannerSettings
 from sensorium.graphs import FollowUp, ImageMemory, Plan, ToolCall, image_at
-from sensorium.tools import ImageRef, Registry, ToolInputError
+from sensorium.tools import ImageRef, ModelUnavailableError, Registry, ToolInputError
 from sensorium.tools.questions import (
     described_reference,
     is_search_request,
@@ -136,6 +136,9 @@ class AgentPlanner:
         if self.chat_model is not None and self.settings.use_llm and question.strip():
             try:
                 proposed = self.llm_picks(question, len(images))
+            except ModelUnavailableError as exc:  # a dead or misconfigured server: say which
+                notes.append(f"LLM plan unusable: {exc}; the router decided")
+                proposed = []
             except Exception as exc:
                 notes.append(f"LLM plan unusable ({type(exc).__name__}); the router decided")
                 proposed = []

@@ -13,17 +13,19 @@ from collections.abc import Callable
 import numpy as np
 
 from sensorium.tools import Registry, Tool
+from sensorium.tools.profiles import ROLES
 from sensorium.tools.questions import QuestionKind, question_kind
 
-# Built-in experts that answer each form of question, best first.
+# The roles that answer each form of question, best first; a profile names the experts that
+# play each role (`sensorium.tools.profiles.ROLES`).
 _RULES: dict[QuestionKind, tuple[str, ...]] = {
-    "colour": ("colours",),  # ConSE carries no colour: zero-shot VQA only adds noise
-    "count": ("answer_question",),
-    "shape": ("answer_question",),
+    "colour": ("colours",),
+    "count": ("answer",),
+    "shape": ("answer",),
     "describe": ("caption",),
-    "animal": ("classify", "answer_question"),
-    "what": ("classify", "answer_question"),
-    "yes_no": ("classify", "answer_question"),
+    "animal": ("classify", "answer"),
+    "what": ("classify", "answer"),
+    "yes_no": ("classify", "answer"),
     "other": (),
 }
 _COLOUR_WORDS = {
@@ -47,8 +49,10 @@ class Router:
         decisive_similarity: float = 0.75,
         plausible_margin: float = 0.1,
         max_tools: int = 3,
+        profile: str = "lite",
     ) -> None:
         self.registry = registry
+        self.roles = ROLES[profile]
         self.embed = embed
         self.similarity_floor = similarity_floor
         self.decisive_similarity = decisive_similarity
@@ -83,11 +87,12 @@ class Router:
         kind = question_kind(request)
         chosen: list[str] = []
         if words & _EMBED_WORDS:
-            chosen.append("embed_image")
+            roles: tuple[str, ...] = ("embed",)
         elif kind == "yes_no" and words & _COLOUR_WORDS:
-            chosen.append("colours")
+            roles = ("colours",)
         else:
-            chosen += _RULES[kind]
+            roles = _RULES[kind]
+        chosen = [name for role in roles for name in self.roles.get(role, ())]
         chosen = [name for name in chosen if name in self.registry]
         scores = self.similarities(request)
         if scores:

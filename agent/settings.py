@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from sensorium.graphs import FusionSettings
+from sensorium.tools.hf_models import StandardModels
+from sensorium.tools.profiles import Profile
 
 
 def default_data_dir() -> Path:
@@ -20,18 +24,77 @@ def default_data_dir() -> Path:
 
 
 class LLMSettings(BaseModel):
-    """The chat model behind the planner and the replies."""
+    """The chat model behind the planner and the replies.
+
+    Backends: 'smollm2' (a local GGUF model run by llama.cpp), 'openai' (any OpenAI-compatible
+    server: vLLM, llama.cpp's server, hosted APIs), 'ollama', 'transformers' (a Hugging Face
+    causal LM, local folder or hub id), 'none' (router and template replies).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    backend: Literal["smollm2", "none"] = Field(
-        "smollm2", description="'smollm2': the local GGUF model; 'none': router and templates"
+    backend: Literal["smollm2", "openai", "ollama", "transformers", "none"] = Field(
+        "smollm2", description="which chat model runs; 'none': router and templates"
     )
+    model: str | None = Field(
+        None,
+        description="model name (openai, ollama), or HF id / local folder (transformers)",
+    )
+    base_url: str | None = Field(
+        None,
+        description="server URL: openai e.g. http://127.0.0.1:8080/v1; "
+        "ollama default http://127.0.0.1:11434",
+    )
+    api_key_env: str | None = Field(
+        "OPENAI_API_KEY",
+        description="the environment variable holding the API key (openai); ''/None: none",
+    )
+    timeout_s: float = Field(60.0, gt=0, description="seconds one request to a server may take")
     model_path: Path | None = Field(None, description="a GGUF file to use instead of SmolLM2")
+    trust_remote_code: bool = Field(
+        False, description="transformers: run the model repository's own Python code"
+    )
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(160, ge=1, le=4096)
     context_tokens: int = Field(2048, ge=256)
     seed: int = 0
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        url = (url or "").strip().rstrip("/")
+        if not url:
+            return None
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
+            raise PydanticCustomError(
+                "llm_base_url", f"{url!r} is not an http(s) URL; use e.g. http://127.0.0.1:8080/v1"
+            )
+        return url
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, name: str | None) -> str | None:
+        if not name:  # TOML has no null: "" means "send no key"
+            return None
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            # Refuse to echo the value: it may be a key pasted here by mistake.
+            raise PydanticCustomError(
+                "llm_api_key_env",
+                "api_key_env names an environment variable (e.g. OPENAI_API_KEY), "
+                "never the key itself",
+            )
+        return name
+
+    @model_validator(mode="after")
+    def _backend_needs(self) -> LLMSettings:
+        needed = {"openai": ["base_url", "model"], "ollama": ["model"], "transformers": ["model"]}
+        missing = [f for f in needed.get(self.backend, []) if not getattr(self, f)]
+        if missing:
+            fields = " and ".join(f"llm.{name}" for name in missing)
+            raise PydanticCustomError(
+                "llm_backend_settings", f"backend {self.backend!r} needs {fields}"
+            )
+        return self
 
 
 class PlannerSettings(BaseModel):
@@ -59,7 +122,9 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    profile: Literal["lite"] = Field("lite", description="model profile")
+    profile: Profile = Field(
+        "lite", description="'lite': small packaged models; 'standard': CLIP, BLIP, ViLT"
+    )
     data_dir: Path = Field(default_factory=default_data_dir)
     cache_dir: Path | None = Field(
         None, description="derived data worth keeping (label embeddings); default data_dir/cache"
@@ -74,6 +139,9 @@ class Settings(BaseModel):
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
     fusion: FusionSettings = Field(default_factory=FusionSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
+    models: StandardModels = Field(
+        default_factory=StandardModels, description="checkpoints of the standard profile"
+    )
 
     @field_validator("data_dir", "cache_dir")
     @classmethod

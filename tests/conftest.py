@@ -13,6 +13,13 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
+from tiny_models import (
+    build_blip_caption,
+    build_blip_vqa,
+    build_clip,
+    build_siglip,
+    build_vilt_vqa,
+)
 
 from sensorium import LLMSettings, Settings
 from sensorium.cli import main
@@ -112,3 +119,16 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):  #
         return Result(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny random checkpoints, one folder per role, built once per test run."""
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {
+        "clip": build_clip(root / "clip"),
+        "siglip": build_siglip(root / "siglip"),
+        "blip_caption": build_blip_caption(root / "blip-caption"),
+        "blip_vqa": build_blip_vqa(root / "blip-vqa"),
+        "vilt_vqa": build_vilt_vqa(root / "vilt-vqa"),
+    }

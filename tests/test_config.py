@@ -225,7 +225,8 @@ def test_invalid_device_in_a_file_is_refused_naming_setting_and_file(
 
 def test_invalid_backend_from_the_environment_is_refused(clean_env: dict[str, str]) -> None:
     refused(
-        r"^invalid setting llm\.backend: Input should be 'smollm2' or 'none' "
+        r"^invalid setting llm\.backend: Input should be "
+        r"'smollm2', 'openai', 'ollama', 'transformers' or 'none' "
         r"\(from defaults or SENSORIUM_\* variables\)$",
         env=clean_env | {"SENSORIUM_LLM__BACKEND": "gpt"},
     )
@@ -234,7 +235,10 @@ def test_invalid_backend_from_the_environment_is_refused(clean_env: dict[str, st
 def test_invalid_backend_in_a_file_is_refused(tmp_path: Path, clean_env: dict[str, str]) -> None:
     bad = write(tmp_path / "bad.toml", '[llm]\nbackend = "gpt"\n')
     refused(
-        r"^invalid setting llm\.backend: Input should be 'smollm2' or 'none' ", bad, env=clean_env
+        r"^invalid setting llm\.backend: Input should be "
+        r"'smollm2', 'openai', 'ollama', 'transformers' or 'none' ",
+        bad,
+        env=clean_env,
     )
 
 

@@ -20,7 +20,7 @@ import re
 import time
 import typing
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
@@ -28,10 +28,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from sensorium.tools.errors import ToolDefinitionError, ToolInputError
 from sensorium.tools.evidence import Evidence, ImageRef
+from sensorium.tools.hf_models import StandardModels
 
 if TYPE_CHECKING:
     from langchain_core.tools import StructuredTool
 
+    from sensorium.tools.encoder import JointEncoder
     from sensorium.tools.host import ModelHost
     from sensorium.tools.images import ImageStore
     from sensorium.tools.vector_index import ImageIndex
@@ -45,6 +47,10 @@ class ToolContext:
     images: ImageStore
     cache_dir: Path | None = None  # for derived data worth keeping (label embeddings)
     open_index: Callable[[], ImageIndex] | None = None  # the image index, opened on first use
+    # Which checkpoints the transformers experts (standard profile) load.
+    models: StandardModels = field(default_factory=StandardModels)
+    # The profile's joint image-text encoder (default: the lite one), for retrieval.
+    joint_encoder: Callable[[], JointEncoder] | None = None
 
 
 ExpertFunction = Callable[..., Evidence]

@@ -7,6 +7,7 @@ On the lite profile the space is MiniLM's, and images enter it through ConSE (se
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -56,6 +57,25 @@ def embed_image(ctx: ToolContext, image: ImageRef) -> Evidence:
 
 ENCODER_ID = "conse:efficientnet-lite0+all-MiniLM-L6-v2"
 _PHOTO_PREFIX = ("a photo", "a picture", "an image", "photo of", "picture of", "image of")
+
+
+class JointEncoder(Protocol):
+    """A joint image-text space: what search, the index and image references need."""
+
+    id: str
+    dimension: int
+
+    def describe_images(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, list[str]]:
+        """Unit vectors for a batch of images, and each one's top labels."""
+        ...
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Unit vectors for a batch of images."""
+        ...
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors for text queries."""
+        ...
 
 
 class LiteJointEncoder:

@@ -1,5 +1,6 @@
 """Finding experts: every tool, built-in or third-party, comes from the `sensorium.tools`
-entry-point group, so a plugin package adds an expert by declaring one entry point.
+entry-point group, so a plugin package adds an expert by declaring one entry point. The
+standard profile's transformers experts come from `sensorium.tools.standard`.
 """
 
 from __future__ import annotations
@@ -9,15 +10,16 @@ from importlib.metadata import entry_points
 
 from sensorium.tools.base import Tool, _one_line
 from sensorium.tools.errors import ToolDefinitionError, UserError
+from sensorium.tools.profiles import ENTRY_POINT_GROUPS, REPLACED_IN_STANDARD
 
 ENTRY_POINT_GROUP = "sensorium.tools"
 
 
-def discover_tools() -> list[Tool]:
-    """Load every tool registered under the `sensorium.tools` entry-point group."""
+def discover_tools(group: str = ENTRY_POINT_GROUP) -> list[Tool]:
+    """Load every tool registered under an entry-point group (default `sensorium.tools`)."""
     tools: list[Tool] = []
-    for point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.name):
-        where = f"entry point {point.name!r} = {point.value!r} (group {ENTRY_POINT_GROUP})"
+    for point in sorted(entry_points(group=group), key=lambda p: p.name):
+        where = f"entry point {point.name!r} = {point.value!r} (group {group})"
         try:
             loaded = point.load()
         except ToolDefinitionError:
@@ -41,10 +43,14 @@ class Registry:
             self.add(tool)
 
     @classmethod
-    def discover(cls, enabled: Iterable[str] | None = None) -> Registry:
-        """All installed tools, or only those named in `enabled`."""
-        registry = cls(discover_tools())
+    def discover(cls, enabled: Iterable[str] | None = None, profile: str = "lite") -> Registry:
+        """The installed tools of a profile, or only those named in `enabled` (which may name
+        any installed expert, whatever the profile)."""
+        groups = ENTRY_POINT_GROUPS[profile] if enabled is None else ENTRY_POINT_GROUPS["standard"]
+        registry = cls(tool for group in groups for tool in discover_tools(group))
         if enabled is None:
+            if profile == "standard":
+                return cls(t for t in registry if t.name not in REPLACED_IN_STANDARD)
             return registry
         wanted = list(enabled)
         for name in wanted:

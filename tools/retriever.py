@@ -48,7 +48,7 @@ def retrieve(
     index = ctx.open_index()
     if index.count() == 0:
         raise UserError("the image index is empty; run `sensorium index FOLDER` first")
-    encoder = LiteJointEncoder(ctx)
+    encoder = ctx.joint_encoder() if ctx.joint_encoder else LiteJointEncoder(ctx)
     phrase, _ = split_search_request(question)
     if image is None:
         vector = encoder.encode_texts([phrase])[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sensorium.agent import TurnResult
@@ -26,10 +27,10 @@ def evidence_table(result: TurnResult) -> Table:
             row.append(names.get(item.image or "", ""))
         silent = item.answer is None and item.error is None
         row += [
-            "[dim](no opinion)[/]" if silent else item.answer or "",
+            "[dim](no opinion)[/]" if silent else escape(item.answer or ""),
             f"{item.confidence:.2f}" if item.error is None and not silent else "",
             f"{item.latency_ms:.0f}",
-            item.error or "",
+            escape(item.error or ""),
         ]
         table.add_row(*row)
     return table

@@ -8,14 +8,19 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from sensorium.agent import Settings
 from sensorium.cli.app import ConfigOption, DebugOption, Options, out, tools_app
 from sensorium.config import load_settings
 from sensorium.tools import Registry, Tool
+from sensorium.tools.host import resolve_device
+from sensorium.tools.profiles import EXPERT_MODELS
 
 
-def describe(tool: Tool) -> dict[str, Any]:
-    """A tool as plain data."""
+def describe(tool: Tool, settings: Settings | None = None) -> dict[str, Any]:
+    """A tool as plain data; a transformers expert also names its checkpoint and device."""
     schema = tool.input_model.model_json_schema()
+    settings = settings or Settings()
+    role = EXPERT_MODELS.get(tool.name)
     return {
         "name": tool.name,
         "description": tool.description,
@@ -24,20 +29,26 @@ def describe(tool: Tool) -> dict[str, Any]:
         "examples": list(tool.examples),
         "answers_questions": tool.answers_questions,
         "implementation": tool.qualname,
+        "model": getattr(settings.models, role) if role else None,
+        "device": str(resolve_device(settings.device)) if role else None,
     }
 
 
 @tools_app.command("list")
 def list_tools(
+    profile: Annotated[
+        str | None, typer.Option("--profile", "-p", help="lite or standard (default: config's).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
     config: ConfigOption = None,
     debug: DebugOption = False,
 ) -> None:
     """List the experts this installation can use."""
-    settings = load_settings(config or Options.config)
-    registry = Registry.discover(settings.tools)
+    overrides = {"profile": profile} if profile else {}
+    settings = load_settings(config or Options.config, overrides=overrides)
+    registry = Registry.discover(settings.tools, settings.profile)
     if as_json:
-        typer.echo(json.dumps([describe(t) for t in registry], ensure_ascii=False))
+        typer.echo(json.dumps([describe(t, settings) for t in registry], ensure_ascii=False))
         return
     table = Table(title=f"{len(registry)} tools", title_justify="left")
     table.add_column("name", style="cyan", no_wrap=True)
@@ -46,5 +57,9 @@ def list_tools(
     table.add_column("implementation", style="dim")
     for tool in registry:
         arguments = ", ".join(tool.input_model.model_fields)
-        table.add_row(tool.name, tool.description, arguments, tool.qualname)
+        role = EXPERT_MODELS.get(tool.name)
+        implementation = (
+            f"{tool.qualname} ({getattr(settings.models, role)})" if role else tool.qualname
+        )
+        table.add_row(tool.name, tool.description, arguments, implementation)
     out.print(table)
