@@ -131,7 +131,11 @@ class Agent:
     ) -> None:
         self.settings = settings or Settings()
         self.warnings: list[str] = []
-        self.host = host or default_host(self.settings.device)
+        self.host = host or default_host(
+            self.settings.device,
+            dtype=self.settings.dtype,
+            memory_budget_mb=self.settings.memory_budget_mb,
+        )
         self.images = ImageStore(
             self.settings.images_dir,
             max_pixels=self.settings.max_image_pixels,

@@ -130,6 +130,12 @@ class Settings(BaseModel):
         None, description="derived data worth keeping (label embeddings); default data_dir/cache"
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="model weights: 'auto' is float16 on CUDA, float32 elsewhere"
+    )
+    memory_budget_mb: float | None = Field(
+        None, gt=0, description="unload least-recently-used models beyond this; None: no limit"
+    )
     tools: list[str] | None = Field(None, description="enabled tools; None enables all installed")
     expert_timeout_s: float = Field(120.0, gt=0)
     max_question_chars: int = Field(2000, ge=1)
