@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -433,3 +433,34 @@ def test_host_batcher_is_shared_runs_in_inference_mode_and_closes() -> None:
     host.close()
     assert batcher.closed
     assert not batcher.running
+
+
+def test_threads_missing_the_same_memo_slot_compute_it_once() -> None:
+    host = ModelHost("cpu")
+    calls: list[int] = []
+    started = threading.Event()
+
+    def compute() -> int:
+        calls.append(1)
+        started.set()
+        time.sleep(0.2)  # long enough that the other threads arrive while it runs
+        return 42
+
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(host.memo, "probs", "image-a", compute)
+        started.wait()
+        others = [pool.submit(host.memo, "probs", "image-a", compute) for _ in range(3)]
+        results = [first.result(), *(f.result() for f in others)]
+    assert results == [42] * 4 and len(calls) == 1
+    assert host.memo("probs", "image-b", lambda: 7) == 7  # another slot computes on its own
+
+
+def test_a_failed_memo_computation_is_retried() -> None:
+    host = ModelHost("cpu")
+
+    def boom() -> int:
+        raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError):
+        host.memo("probs", "x", boom)
+    assert host.memo("probs", "x", lambda: 1) == 1

@@ -99,6 +99,9 @@ def test_an_interrupted_index_completes_on_the_next_run(
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
+        # A shell runs background jobs with SIGINT ignored, and children inherit that (Python
+        # then installs no KeyboardInterrupt handler): give the child the default back.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert process.stderr is not None
     for line in process.stderr:

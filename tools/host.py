@@ -142,6 +142,7 @@ class ModelHost:
         self.evictions = 0  # models dropped to fit the memory budget
         # Several experts in one turn look at the same image: keep recent per-image outputs.
         self._memo: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._memo_locks: dict[tuple[str, str], threading.Lock] = {}
         self.memo_size = 256
         self._batchers: dict[str, MicroBatcher[Any, Any]] = {}
 
@@ -299,19 +300,31 @@ class ModelHost:
     def memo(self, namespace: str, key: str, compute: Callable[[], T]) -> T:
         """`compute()` once per (namespace, key) among the most recent `memo_size` results.
 
-        `compute` runs outside the lock: two threads missing the same slot at once may both
-        compute it (the results are equal; the later one is kept).
+        Threads that miss the same slot at once wait for the first one's result: the experts
+        of a turn run in parallel and often need the same forward pass on the same image.
         """
         slot = (namespace, key)
         with self._guard:
             if slot in self._memo:
                 self._memo.move_to_end(slot)
                 return cast(T, self._memo[slot])
-        value = compute()
-        with self._guard:
-            self._memo[slot] = value
-            while len(self._memo) > self.memo_size:
-                self._memo.popitem(last=False)
+            lock = self._memo_locks.setdefault(slot, threading.Lock())
+        with lock:
+            with self._guard:
+                if slot in self._memo:  # computed while this thread waited
+                    self._memo.move_to_end(slot)
+                    return cast(T, self._memo[slot])
+            try:
+                value = compute()
+            except BaseException:
+                with self._guard:
+                    self._memo_locks.pop(slot, None)
+                raise
+            with self._guard:
+                self._memo[slot] = value
+                self._memo_locks.pop(slot, None)  # after storing: late callers find the value
+                while len(self._memo) > self.memo_size:
+                    self._memo.popitem(last=False)
         return value
 
     def batcher(
