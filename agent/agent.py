@@ -262,7 +262,7 @@ class Agent:
     def add_image(self, image: ImageInput) -> ImageRef:
         """Put an image in the store (a path, encoded bytes, a Pillow image, or a reference)."""
         if isinstance(image, ImageRef):
-            self.images.load(image)  # raises if the store does not hold it
+            self.images.require(image)  # raises if the store does not hold it
             return image
         if isinstance(image, Image.Image):
             return self.images.add_image(image)

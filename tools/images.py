@@ -97,18 +97,24 @@ class ImageStore:
         image.save(buffer, format="PNG")
         return self.add_bytes(buffer.getvalue(), name=name, label=name or "image")
 
-    def load(self, ref: ImageRef | str) -> Image.Image:
-        """The stored image as 8-bit RGB; raises `ImageInputError` for an unknown reference."""
+    def require(self, ref: ImageRef | str) -> Path:
+        """The stored file of a reference (not decoded); `ImageInputError` if it is unknown."""
         sha = ref.sha256 if isinstance(ref, ImageRef) else ref
         path = self._object_path(sha)
         if not path.exists():
             raise ImageInputError(f"image {sha[:12]} is not in the store at {self.root}; add it")
+        return path
+
+    def load(self, ref: ImageRef | str) -> Image.Image:
+        """The stored image as 8-bit RGB; raises `ImageInputError` for an unknown reference."""
+        path = self.require(ref)
         try:
             with Image.open(path) as image:
                 return image.convert("RGB")
         except OSError:
             raise ImageInputError(
-                f"stored image {sha[:12]} at {path} is damaged; delete it and add the image again"
+                f"stored image {path.stem[:12]} at {path} is damaged; "
+                "delete it and add the image again"
             ) from None
 
     def _decode(self, data: bytes, label: str) -> Image.Image:
