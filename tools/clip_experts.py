@@ -8,10 +8,9 @@ candidate's probability. Prompt embeddings are computed once per model and kept 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +22,7 @@ from sensorium.tools.colour import COLOUR_NAMES
 from sensorium.tools.evidence import Evidence, ImageRef
 from sensorium.tools.hf_models import Pretrained, load_pretrained, model_id
 from sensorium.tools.imagenet import class_names, everyday_name
+from sensorium.tools.lite_models import cached_phrases
 from sensorium.tools.questions import QuestionKind, is_negated, question_kind, yes_no_subject
 from sensorium.tools.vqa import SHAPES, candidate_answers
 
@@ -76,29 +76,10 @@ def image_vector(ctx: ToolContext, image: ImageRef) -> np.ndarray:
 
 
 def phrase_vectors(ctx: ToolContext, namespace: str, phrases: tuple[str, ...]) -> np.ndarray:
-    """Embeddings of a fixed phrase list (label prompts): once per process and model, and kept
-    in the cache directory, since a thousand prompts take seconds on a CPU."""
-    digest = hashlib.sha256("\n".join((_fingerprint(ctx), *phrases)).encode()).hexdigest()
-
-    def compute() -> np.ndarray:
-        name = f"clip-{namespace}-{digest[:16]}.npy"
-        path = ctx.cache_dir / "embeddings" / name if ctx.cache_dir is not None else None
-        if path is not None and path.exists():
-            try:
-                cached = np.load(path)
-                if cached.shape[0] == len(phrases):
-                    return cast(np.ndarray, cached)
-            except (OSError, ValueError):
-                pass  # a damaged cache file is recomputed
-        vectors = text_vectors(ctx, phrases)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temp = path.with_suffix(".tmp.npy")
-            np.save(temp, vectors)
-            os.replace(temp, path)
-        return vectors
-
-    return ctx.host.memo(f"clip-{namespace}", digest, compute)
+    """CLIP embeddings of a fixed phrase list (label prompts), cached per model on disk."""
+    return cached_phrases(
+        ctx, f"clip-{namespace}", _fingerprint(ctx), phrases, lambda: text_vectors(ctx, phrases)
+    )
 
 
 def _fingerprint(ctx: ToolContext) -> str:

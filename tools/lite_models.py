@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -100,9 +101,23 @@ def embed_texts(ctx: ToolContext, texts: list[str]) -> np.ndarray:
 
 
 def embed_phrases(ctx: ToolContext, namespace: str, phrases: tuple[str, ...]) -> np.ndarray:
-    """Embeddings of a fixed phrase list (label prompts): once per process, and kept on disk
-    in the cache directory, since a thousand prompts take seconds to encode on a CPU."""
-    digest = hashlib.sha256("\n".join((TEXT_ENCODER_KEY, *phrases)).encode()).hexdigest()
+    """MiniLM embeddings of a fixed phrase list (label prompts), cached (`cached_phrases`)."""
+    return cached_phrases(
+        ctx, namespace, TEXT_ENCODER_KEY, phrases, lambda: embed_texts(ctx, list(phrases))
+    )
+
+
+def cached_phrases(
+    ctx: ToolContext,
+    namespace: str,
+    model_key: str,
+    phrases: tuple[str, ...],
+    encode: Callable[[], np.ndarray],
+) -> np.ndarray:
+    """`encode()` of a fixed phrase list: once per process, and kept on disk in the cache
+    directory, since a thousand prompts take seconds to encode on a CPU. `model_key` names
+    the text encoder, so new weights never reuse stale vectors."""
+    digest = hashlib.sha256("\n".join((model_key, *phrases)).encode()).hexdigest()
 
     def compute() -> np.ndarray:
         path = (
@@ -117,7 +132,7 @@ def embed_phrases(ctx: ToolContext, namespace: str, phrases: tuple[str, ...]) ->
                     return cast(np.ndarray, cached)
             except (OSError, ValueError):
                 pass  # a damaged cache file is recomputed
-        vectors = embed_texts(ctx, list(phrases))
+        vectors = encode()
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             temp = path.with_suffix(".tmp.npy")
