@@ -7,7 +7,7 @@ from collections import defaultdict
 import numpy as np
 
 from sensorium.tools.base import ToolContext, expert
-from sensorium.tools.evidence import Evidence, ImageRef
+from sensorium.tools.evidence import Evidence, ImageRef, yes_no_evidence
 from sensorium.tools.imagenet import class_names, everyday_name, is_animal
 from sensorium.tools.lite_models import class_probabilities
 from sensorium.tools.questions import is_negated, question_kind, yes_no_subject
@@ -52,14 +52,8 @@ def classify(ctx: ToolContext, image: ImageRef, question: str = "", top_k: int =
         p_subject = _subject_probability(probs, grouped, subject) if subject else None
         if p_subject is None:  # not about a thing ImageNet knows: no opinion
             return Evidence(payload=payload | {"skipped": f"cannot judge {subject or question!r}"})
-        answer = "yes" if p_subject >= 0.5 else "no"
-        if is_negated(question):
-            answer = "no" if answer == "yes" else "yes"
-            p_subject = 1 - p_subject
-        confidence = p_subject if answer == "yes" else 1 - p_subject
-        return Evidence(
-            answer=answer, confidence=confidence, payload=payload | {"subject": subject}
-        )
+        p_yes = 1 - p_subject if is_negated(question) else p_subject
+        return yes_no_evidence(p_yes, payload | {"subject": subject})
     if kind in _NOT_OBJECT_KINDS:  # colours, counts and shapes are not ImageNet classes
         return Evidence(payload=payload | {"skipped": f"cannot answer a {kind} question"})
     word, mass = next(iter(grouped.items()))

@@ -19,7 +19,7 @@ from PIL import Image
 from sensorium.tools.base import ToolContext, expert
 from sensorium.tools.classifier import everyday_probabilities
 from sensorium.tools.colour import COLOUR_NAMES
-from sensorium.tools.evidence import Evidence, ImageRef
+from sensorium.tools.evidence import Evidence, ImageRef, yes_no_evidence
 from sensorium.tools.hf_models import Pretrained, load_pretrained, model_id
 from sensorium.tools.imagenet import class_names, everyday_name
 from sensorium.tools.lite_models import cached_phrases
@@ -158,9 +158,7 @@ def _classified_yes_no(probs: np.ndarray, question: str, payload: dict[str, Any]
         return Evidence(payload=payload | {"skipped": f"cannot judge {subject or question!r}"})
     if is_negated(question):
         p_yes = 1 - p_yes
-    answer = "yes" if p_yes >= 0.5 else "no"
-    confidence = p_yes if answer == "yes" else 1 - p_yes
-    return Evidence(answer=answer, confidence=confidence, payload=payload | {"subject": subject})
+    return yes_no_evidence(p_yes, payload | {"subject": subject})
 
 
 def _class_mass(probs: np.ndarray, subject: str) -> float | None:
@@ -231,13 +229,8 @@ def _answer_yes_no(ctx: ToolContext, image: ImageRef, question: str) -> Evidence
     p_yes = _p_subject(ctx, image, subject)
     if is_negated(question):
         p_yes = 1 - p_yes
-    answer = "yes" if p_yes >= 0.5 else "no"
-    return Evidence(
-        answer=answer,
-        confidence=p_yes if answer == "yes" else 1 - p_yes,
-        payload={"subject": subject, "p_yes": round(p_yes, 4), "negated": is_negated(question)}
-        | _clip(ctx).payload(),
-    )
+    payload = {"subject": subject, "p_yes": round(p_yes, 4), "negated": is_negated(question)}
+    return yes_no_evidence(p_yes, payload | _clip(ctx).payload())
 
 
 _CLOSED_SETS: tuple[tuple[QuestionKind, tuple[str, ...]], ...] = (

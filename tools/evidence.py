@@ -52,3 +52,11 @@ class Evidence(BaseModel):
     def ok(self) -> bool:
         """True when the expert produced an answer without error."""
         return self.error is None and self.answer is not None
+
+
+def yes_no_evidence(p_yes: float, payload: dict[str, Any]) -> Evidence:
+    """A yes/no answer from the probability of "yes", with the winning side's probability as
+    its confidence (experts turn a negated question's probability around beforehand)."""
+    answer = "yes" if p_yes >= 0.5 else "no"
+    confidence = p_yes if answer == "yes" else 1 - p_yes
+    return Evidence(answer=answer, confidence=min(1.0, max(0.0, confidence)), payload=payload)
