@@ -40,7 +40,7 @@ def run(
         list[str], typer.Argument(help="Suite files, or built-in names (`sensorium eval list`).")
     ],
     profile: Annotated[
-        str | None, typer.Option("--profile", "-p", help="Model profile (default: config's).")
+        str | None, typer.Option("--profile", "-p", help="lite or standard (default: config's).")
     ] = None,
     limit: Annotated[
         int | None, typer.Option("--limit", "-n", min=1, help="Only the first N samples.")
