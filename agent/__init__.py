@@ -6,6 +6,7 @@ from sensorium.agent.planner import AgentPlanner
 from sensorium.agent.responder import AgentResponder, template_reply
 from sensorium.agent.router import Router
 from sensorium.agent.settings import (
+    BatchingSettings,
     IndexSettings,
     LLMSettings,
     PlannerSettings,
@@ -17,6 +18,7 @@ __all__ = [
     "Agent",
     "AgentPlanner",
     "AgentResponder",
+    "BatchingSettings",
     "IndexSettings",
     "LLMSettings",
     "PlannerSettings",

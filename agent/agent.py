@@ -135,6 +135,8 @@ class Agent:
             self.settings.device,
             dtype=self.settings.dtype,
             memory_budget_mb=self.settings.memory_budget_mb,
+            max_batch=self.settings.batching.max_batch,
+            max_wait_ms=self.settings.batching.max_wait_ms,
         )
         self.images = ImageStore(
             self.settings.images_dir,

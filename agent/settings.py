@@ -117,6 +117,19 @@ class IndexSettings(BaseModel):
     batch_size: int = Field(32, ge=1, le=1024, description="images encoded per forward pass")
 
 
+class BatchingSettings(BaseModel):
+    """Micro-batching: concurrent requests to one model share a forward pass."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch: int = Field(
+        16, ge=1, le=1024, description="most requests in one forward pass; 1 turns batching off"
+    )
+    max_wait_ms: float = Field(
+        5.0, ge=0, le=1000, description="how long a batch waits for more requests after its first"
+    )
+
+
 class Settings(BaseModel):
     """Configuration of an agent. Build one directly, or load it with `load_settings`."""
 
@@ -136,6 +149,7 @@ class Settings(BaseModel):
     memory_budget_mb: float | None = Field(
         None, gt=0, description="unload least-recently-used models beyond this; None: no limit"
     )
+    batching: BatchingSettings = Field(default_factory=BatchingSettings)
     tools: list[str] | None = Field(None, description="enabled tools; None enables all installed")
     expert_timeout_s: float = Field(120.0, gt=0)
     max_question_chars: int = Field(2000, ge=1)

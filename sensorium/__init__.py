@@ -9,6 +9,7 @@ runs them in parallel, fuses their answers with calibrated confidences, and show
 
 from sensorium.agent import (
     Agent,
+    BatchingSettings,
     IndexSettings,
     LLMSettings,
     PlannerSettings,
@@ -38,6 +39,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Agent",
+    "BatchingSettings",
     "Decision",
     "Evidence",
     "FusionSettings",

@@ -464,3 +464,41 @@ def test_a_failed_memo_computation_is_retried() -> None:
     with pytest.raises(RuntimeError):
         host.memo("probs", "x", boom)
     assert host.memo("probs", "x", lambda: 1) == 1
+
+
+def test_host_submit_batches_concurrent_items_with_the_hosts_settings() -> None:
+    host = ModelHost("cpu", max_batch=3, max_wait_ms=60_000)  # a batch closes at 3 items
+    seen: list[tuple[list[int], str, bool]] = []
+
+    def double(items: list[int]) -> list[int]:
+        seen.append((items, threading.current_thread().name, torch.is_inference_mode_enabled()))
+        return [item * 2 for item in items]
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda item: host.submit("double", double, item), [1, 2, 3]))
+    assert results == [2, 4, 6]
+    ((items, thread, inference),) = seen
+    assert sorted(items) == [1, 2, 3]
+    assert thread == "microbatcher-double" and inference
+    assert list(host.batchers()) == ["double"]
+    assert host.batchers()["double"].max_wait_ms == 60_000
+    host.close()
+
+
+def test_host_submit_without_batching_runs_in_the_callers_thread() -> None:
+    host = ModelHost("cpu", max_batch=1)
+    seen: list[tuple[str, bool]] = []
+
+    def double(items: list[int]) -> list[int]:
+        seen.append((threading.current_thread().name, torch.is_inference_mode_enabled()))
+        return [item * 2 for item in items]
+
+    assert host.submit("double", double, 21) == 42
+    assert seen == [(threading.current_thread().name, True)]
+    assert host.batchers() == {}
+
+
+@pytest.mark.parametrize("options", [{"max_batch": 0}, {"max_wait_ms": -1}])
+def test_host_refuses_impossible_batching_settings(options: dict[str, float]) -> None:
+    with pytest.raises(UserError, match="max_batch must be at least 1"):
+        ModelHost("cpu", **options)  # type: ignore[arg-type]

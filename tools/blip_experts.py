@@ -10,11 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from PIL import Image
 
 from sensorium.tools.base import ToolContext, expert
 from sensorium.tools.evidence import Evidence, ImageRef
 from sensorium.tools.hf_models import (
     Pretrained,
+    batched,
     generated_log_probs,
     load_pretrained,
     sequence_confidence,
@@ -24,28 +26,68 @@ MAX_CAPTION_TOKENS = 30
 MAX_ANSWER_TOKENS = 10  # VQA answers are a word or three
 
 
-def generate_text(
-    bundle: Pretrained, inputs: dict[str, torch.Tensor], max_new_tokens: int
-) -> tuple[str, float, dict[str, Any]]:
-    """Greedy `generate`, then (text, confidence, details): the decoded words, exp(mean token
+Said = tuple[str, float, dict[str, Any]]  # text, confidence, the numbers behind it
+_GREEDY = {
+    "num_beams": 1,
+    "do_sample": False,
+    "output_logits": True,  # raw logits: the model's probabilities, before any processor
+    "return_dict_in_generate": True,
+}
+
+
+def decoded(bundle: Pretrained, output: Any) -> list[Said]:
+    """Per row of a greedy `generate` output: the decoded words, exp(mean token
     log-probability) of the generated tokens, and the numbers behind it."""
+    stop_id = bundle.model.config.text_config.sep_token_id  # BLIP ends a text with [SEP]
+    said: list[Said] = []
+    for row in range(output.sequences.shape[0]):
+        tokens, log_probs = generated_log_probs(output.sequences, output.logits, [stop_id], row)
+        text = bundle.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        details = {
+            "tokens": len(tokens),
+            "mean_log_prob": round(float(log_probs.mean()), 4) if tokens else None,
+        }
+        said.append((text, sequence_confidence(log_probs), details))
+    return said
+
+
+def captions(bundle: Pretrained, images: list[Image.Image]) -> list[Said]:
+    """Greedy BLIP captions for a batch of images (one `generate`)."""
     with torch.inference_mode():
         output = bundle.model.generate(
-            **inputs,
-            max_new_tokens=max_new_tokens,
-            num_beams=1,
-            do_sample=False,
-            output_logits=True,  # raw logits: the model's probabilities, before any processor
-            return_dict_in_generate=True,
+            **bundle.images(images), max_new_tokens=MAX_CAPTION_TOKENS, **_GREEDY
         )
-    stop_id = bundle.model.config.text_config.sep_token_id  # BLIP ends a text with [SEP]
-    tokens, log_probs = generated_log_probs(output.sequences, output.logits, [stop_id])
-    text = bundle.tokenizer.decode(tokens, skip_special_tokens=True).strip()
-    details = {
-        "tokens": len(tokens),
-        "mean_log_prob": round(float(log_probs.mean()), 4) if tokens else None,
-    }
-    return text, sequence_confidence(log_probs), details
+    return decoded(bundle, output)
+
+
+def answers(bundle: Pretrained, pairs: list[tuple[Image.Image, str]]) -> list[Said]:
+    """Greedy BLIP VQA answers for a batch of (image, question) pairs: one `generate` per
+    question length.
+
+    Why not one for all: BLIP's answer decoder attends to every position of the encoded
+    question, padding included (transformers passes it no question mask), so a short question
+    padded in a batch would get a different answer than alone. Questions of one length need
+    no padding, so they share a pass exactly.
+    """
+    questions = [question.strip() for _, question in pairs]
+    lengths = [
+        len(ids)
+        for ids in bundle.tokenizer(questions, truncation=True, max_length=bundle.max_text_length)[
+            "input_ids"
+        ]
+    ]
+    said: dict[int, Said] = {}
+    for length in dict.fromkeys(lengths):
+        rows = [i for i, n in enumerate(lengths) if n == length]
+        encoded = bundle.texts([questions[i] for i in rows])
+        inputs = bundle.images([pairs[i][0] for i in rows]) | {
+            name: encoded[name]
+            for name in ("input_ids", "attention_mask")  # no token types
+        }
+        with torch.inference_mode():
+            output = bundle.model.generate(**inputs, max_new_tokens=MAX_ANSWER_TOKENS, **_GREEDY)
+        said |= dict(zip(rows, decoded(bundle, output), strict=True))
+    return [said[i] for i in range(len(pairs))]
 
 
 def _said(text: str, confidence: float, payload: dict[str, Any]) -> Evidence:
@@ -68,10 +110,8 @@ def blip_caption(ctx: ToolContext, image: ImageRef) -> Evidence:
     Args:
         image: the image to describe
     """
-    bundle = load_pretrained(ctx, "blip_caption")
-    inputs = bundle.images([ctx.images.load(image)])
-    text, confidence, details = generate_text(bundle, inputs, MAX_CAPTION_TOKENS)
-    return _said(text, confidence, details | bundle.payload())
+    text, confidence, details = batched(ctx, "blip_caption", captions, ctx.images.load(image))
+    return _said(text, confidence, details | load_pretrained(ctx, "blip_caption").payload())
 
 
 @expert(
@@ -91,11 +131,6 @@ def blip_answer(ctx: ToolContext, image: ImageRef, question: str) -> Evidence:
     """
     if not question.strip():
         raise ValueError("blip_answer needs a question; pass the user's question")
-    bundle = load_pretrained(ctx, "blip_vqa")
-    encoded = bundle.texts([question.strip()])
-    inputs = bundle.images([ctx.images.load(image)]) | {
-        name: encoded[name]
-        for name in ("input_ids", "attention_mask")  # no token types
-    }
-    text, confidence, details = generate_text(bundle, inputs, MAX_ANSWER_TOKENS)
-    return _said(text, confidence, details | bundle.payload())
+    pair = (ctx.images.load(image), question)
+    text, confidence, details = batched(ctx, "blip_vqa", answers, pair)
+    return _said(text, confidence, details | load_pretrained(ctx, "blip_vqa").payload())

@@ -20,7 +20,7 @@ from sensorium.tools.base import ToolContext, expert
 from sensorium.tools.classifier import everyday_probabilities
 from sensorium.tools.colour import COLOUR_NAMES
 from sensorium.tools.evidence import Evidence, ImageRef, yes_no_evidence
-from sensorium.tools.hf_models import Pretrained, load_pretrained, model_id
+from sensorium.tools.hf_models import Pretrained, batched, load_pretrained, model_id
 from sensorium.tools.imagenet import class_names, everyday_name
 from sensorium.tools.lite_models import cached_phrases
 from sensorium.tools.questions import QuestionKind, is_negated, question_kind, yes_no_subject
@@ -42,9 +42,13 @@ def _unit(features: Any) -> np.ndarray:
 
 def image_vectors(ctx: ToolContext, images: Sequence[Image.Image]) -> np.ndarray:
     """Unit CLIP image embeddings, one row per image, in one forward pass."""
-    clip = _clip(ctx)
+    return np.stack(embed_images(_clip(ctx), list(images)))
+
+
+def embed_images(clip: Pretrained, images: list[Image.Image]) -> list[np.ndarray]:
+    """Unit embeddings of a batch of images, one array each (the micro-batcher's batch)."""
     with torch.inference_mode():
-        return _unit(clip.model.get_image_features(**clip.images(images)))
+        return list(_unit(clip.model.get_image_features(**clip.images(images))))
 
 
 def text_vectors(ctx: ToolContext, texts: Sequence[str]) -> np.ndarray:
@@ -67,11 +71,12 @@ def logit_scale(ctx: ToolContext) -> float:
 
 
 def image_vector(ctx: ToolContext, image: ImageRef) -> np.ndarray:
-    """The unit CLIP embedding of a stored image (memoised per model and image)."""
+    """The unit CLIP embedding of a stored image (memoised per model and image; concurrent
+    requests from other conversations share a forward pass)."""
     return ctx.host.memo(
         f"clip-image:{model_id(ctx, 'clip')}",
         image.sha256,
-        lambda: image_vectors(ctx, [ctx.images.load(image)])[0],
+        lambda: batched(ctx, "clip", embed_images, ctx.images.load(image)),
     )
 
 

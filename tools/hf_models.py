@@ -10,10 +10,10 @@ the model and how to provide it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import torch
 from PIL import Image
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from sensorium.tools.host import ModelHost
 
 ModelRole = Literal["clip", "blip_caption", "blip_vqa", "vilt_vqa"]
+I = TypeVar("I")  # noqa: E741  (a batch item)
+R = TypeVar("R")
 # The experts built on these models register in this entry-point group, not in
 # `sensorium.tools`: only the standard profile should discover them.
 STANDARD_ENTRY_POINT_GROUP = "sensorium.tools.standard"
@@ -139,6 +141,25 @@ def load_pretrained(ctx: ToolContext, role: ModelRole) -> Pretrained:
     )
 
 
+def batched(
+    ctx: ToolContext,
+    role: ModelRole,
+    run: Callable[[Pretrained, list[I]], Sequence[R]],
+    item: I,
+) -> R:
+    """`run(model, [item])[0]`, sharing one forward pass with concurrent requests for the same
+    checkpoint and function (the host's micro-batcher; `[batching]` in the settings).
+
+    `run` must give each item the result it would get alone: pad inputs and pass their masks.
+    Errors that concern one item (a missing question, an unreadable image) belong before
+    this call, in the caller's thread, so they never fail a whole batch.
+    """
+    name = model_id(ctx, role)
+    trust = ctx.models.trust_remote_code
+    key = f"{role}:{name}:{trust}:{run.__module__}.{run.__qualname__}"
+    return ctx.host.submit(key, lambda items: run(load_pretrained(ctx, role), items), item)
+
+
 def unavailable(role: ModelRole, name: str, reason: str) -> ModelUnavailableError:
     """The one-line error for a model that cannot be loaded, saying how to provide it."""
     return ModelUnavailableError(
@@ -215,13 +236,14 @@ def _reason(exc: Exception, hub: bool) -> str:
 
 
 def generated_log_probs(
-    sequences: torch.Tensor, logits: Sequence[torch.Tensor], stop_ids: Sequence[int]
+    sequences: torch.Tensor, logits: Sequence[torch.Tensor], stop_ids: Sequence[int], row: int = 0
 ) -> tuple[list[int], torch.Tensor]:
-    """The tokens a greedy `generate` produced for the first sequence, up to and including
-    the first stop token, and the model's log-probability of each (from the raw logits)."""
+    """The tokens a greedy `generate` produced for sequence `row` of the batch, up to and
+    including the first stop token, and the model's log-probability of each (from the raw
+    logits). Tokens after the stop (padding while other rows went on) are dropped."""
     steps = len(logits)
-    tokens = sequences[0, sequences.shape[1] - steps :].tolist()
-    log_probs = torch.stack([step[0] for step in logits]).float().log_softmax(-1)
+    tokens = sequences[row, sequences.shape[1] - steps :].tolist()
+    log_probs = torch.stack([step[row] for step in logits]).float().log_softmax(-1)
     chosen = log_probs[torch.arange(steps), torch.tensor(tokens, device=log_probs.device)]
     end = next((i + 1 for i, token in enumerate(tokens) if token in stop_ids), steps)
     return tokens[:end], chosen[:end]

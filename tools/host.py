@@ -10,8 +10,10 @@ first time only (concurrent first requests wait for the same load) and keeps the
 - Memory budget: with `memory_budget_mb`, loading a model evicts the least recently used
   models until the total fits (never one pinned by `host.using`). Evicted models load again,
   lazily, on their next `get`.
-- Micro-batching: `host.batcher(name, fn)` is a shared `MicroBatcher` that runs concurrent
-  single-item requests as one batch (see `sensorium.tools.batching`).
+- Micro-batching: `host.submit(name, fn, item)` runs `item` through the shared `MicroBatcher`
+  called `name`, so concurrent single-item requests to one model become one forward pass
+  (see `sensorium.tools.batching`); `host.batcher(name, fn)` is that batcher. `max_batch=1`
+  turns batching off: `submit` then calls `fn([item])` in the caller's thread.
 
 Thread safety: the model table, the per-key load locks, the counters and the memo are guarded
 by one lock, held only for dictionary work; loaders, `compute` functions and batch functions
@@ -117,6 +119,8 @@ class ModelHost:
             turn it on for models whose code you trust)
         size_of: bytes held by a loaded object, or None to use the default (parameters and
             buffers of a `torch.nn.Module`, 0 for anything else)
+        max_batch: the most concurrent requests `submit` runs as one batch (1: no batching)
+        max_wait_ms: how long a batch stays open for more requests after its first one
     """
 
     def __init__(
@@ -127,9 +131,18 @@ class ModelHost:
         memory_budget_mb: float | None = None,
         trust_remote_code: bool = False,
         size_of: Callable[[Any], int | None] | None = None,
+        max_batch: int = 16,
+        max_wait_ms: float = 5.0,
     ) -> None:
         if memory_budget_mb is not None and memory_budget_mb <= 0:
             raise UserError(f"memory_budget_mb must be positive or None, not {memory_budget_mb}")
+        if max_batch < 1 or max_wait_ms < 0:
+            raise UserError(
+                f"max_batch must be at least 1 and max_wait_ms at least 0, not "
+                f"{max_batch} and {max_wait_ms}"
+            )
+        self.max_batch = max_batch
+        self.max_wait_ms = max_wait_ms
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.memory_budget_mb = memory_budget_mb
@@ -327,27 +340,50 @@ class ModelHost:
                     self._memo.popitem(last=False)
         return value
 
+    def submit(self, name: str, fn: Callable[[list[I]], Sequence[R]], item: I) -> R:
+        """`fn([item])[0]`, run in one batch with concurrent requests to the same `name`.
+
+        Experts call this for one prediction; when several conversations (or threads) ask
+        the same model at once, their items share one forward pass. `name` must say
+        everything `fn` depends on besides the items (the model id, the function), because
+        the batcher keeps the `fn` it was created with. With `max_batch=1` (batching off)
+        `fn` runs here, in the caller's thread, under inference mode.
+        """
+        if self.max_batch == 1:
+            with self.inference():
+                return fn([item])[0]
+        return self.batcher(name, fn).submit(item)
+
     def batcher(
         self,
         name: str,
         fn: Callable[[list[I]], Sequence[R]],
         *,
-        max_batch: int = 16,
-        max_wait_ms: float = 5.0,
+        max_batch: int | None = None,
+        max_wait_ms: float | None = None,
     ) -> MicroBatcher[I, R]:
         """The host's shared `MicroBatcher` called `name`, created on first call with `fn`
-        (later calls return the same batcher, whatever `fn` they pass). `fn` runs under
-        `torch.inference_mode`, on torch's current thread count (`match_torch_threads`); it
-        should fetch its model with `get` or `using` on each call, so an evicted model loads
-        again."""
+        (later calls return the same batcher, whatever `fn` they pass), and with the host's
+        `max_batch` and `max_wait_ms` unless given. `fn` runs under `torch.inference_mode`, on
+        torch's current thread count (`match_torch_threads`); it should fetch its model with
+        `get` or `using` on each call, so an evicted model loads again."""
         with self._guard:
             existing = self._batchers.get(name)
             if existing is None:
                 existing = MicroBatcher(
-                    self._in_inference(fn), max_batch=max_batch, max_wait_ms=max_wait_ms, name=name
+                    self._in_inference(fn),
+                    max_batch=self.max_batch if max_batch is None else max_batch,
+                    max_wait_ms=self.max_wait_ms if max_wait_ms is None else max_wait_ms,
+                    name=name,
                 )
                 self._batchers[name] = existing
         return cast(MicroBatcher[I, R], existing)
+
+    def batchers(self) -> dict[str, MicroBatcher[Any, Any]]:
+        """The batchers created so far, by name: their `batches`, `items` and `batch_sizes`
+        show how much batching happens."""
+        with self._guard:
+            return dict(self._batchers)
 
     def _in_inference(
         self, fn: Callable[[list[I]], Sequence[R]]
