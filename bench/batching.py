@@ -3,8 +3,12 @@
     python bench/batching.py            # full run: 2-4 minutes on 2 CPU cores
     python bench/batching.py --quick    # smoke run: fewer requests, one round
 
-Models: two tiny random MLPs (1.6M and 6.3M parameters; --mlp-widths 1024,2048) and
-EfficientNet-Lite0 through `class_probabilities_batch`, the function the lite experts use.
+Models (--models): two tiny random MLPs (`mlp`: 1.6M and 6.3M parameters; --mlp-widths),
+EfficientNet-Lite0 through `class_probabilities_batch`, the function the lite experts use
+(`lite0`), and the standard experts' batch functions on tiny random checkpoints built from
+config, as the tests build them (`tiny`: ViLT for vilt_answer, CLIP's image tower for the
+clip_* experts, BLIP for blip_caption). `clip-b32` is CLIP ViT-B/32's architecture with random
+weights (a forward pass costs what the real one does; no download), not run by default.
 Each runs at torch intra-op thread counts 1 and torch's default (--torch-threads).
 
 Three ways to serve the same requests, measured side by side in one run:
@@ -43,11 +47,19 @@ from rich.table import Table
 
 from sensorium.tools import ImageStore, ModelHost, ToolContext
 from sensorium.tools.batching import MicroBatcher
+from sensorium.tools.blip_experts import captions
+from sensorium.tools.clip_experts import embed_images
+from sensorium.tools.hf_models import ModelRole, StandardModels, load_pretrained
 from sensorium.tools.host import match_torch_threads
 from sensorium.tools.lite_models import class_probabilities_batch
+from sensorium.tools.vilt_expert import answer_probabilities
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the tiny checkpoints the tests build from config
 
 console = Console(width=None if sys.stdout.isatty() else 150)
 MODES = ("direct", "serialised", "batched")
+MODELS = ("mlp", "lite0", "tiny", "clip-b32")
 
 
 @dataclass
@@ -115,6 +127,90 @@ def lite0_workload(host: ModelHost, requests: int, scratch: Path) -> Workload:
         return list(class_probabilities_batch(ctx, images))
 
     return Workload("Lite0", items, lambda item: many([item])[0], many, requests)
+
+
+def random_images(count: int, seed: int = 0) -> list[Image.Image]:
+    """Noise photos of assorted shapes (the processors resize them, as they would photos)."""
+    rng = np.random.default_rng(seed)
+    shapes = [(224, 224), (320, 240), (240, 320), (400, 200)]
+    return [
+        Image.fromarray(rng.integers(0, 256, (*shapes[i % 4], 3), dtype=np.uint8))
+        for i in range(count)
+    ]
+
+
+def standard_workload(
+    host: ModelHost,
+    requests: int,
+    scratch: Path,
+    role: ModelRole,
+    checkpoint: Path,
+    name: str,
+) -> Workload:
+    """A standard expert's batch function (the one `hf_models.batched` submits) on a
+    checkpoint folder, one request or a batch per call."""
+    ctx = ToolContext(
+        host=host,
+        images=ImageStore(scratch / "images"),
+        models=StandardModels(**{role: str(checkpoint)}),
+    )
+    bundle = load_pretrained(ctx, role)
+    images = random_images(16)
+    questions = ["What is it?", "Is this a cat?", "What colour is the car?", "How many?"]
+    many: Callable[[list[Any]], Sequence[np.ndarray]]
+    if role == "vilt_vqa":
+        items: list[Any] = [(image, questions[i % 4]) for i, image in enumerate(images)]
+
+        def many(pairs: list[Any]) -> list[np.ndarray]:
+            return [probs.numpy() for probs in answer_probabilities(bundle, pairs)]
+    elif role == "clip":
+        items = list(images)
+
+        def many(batch: list[Any]) -> list[np.ndarray]:
+            return embed_images(bundle, batch)
+    else:  # blip_caption: the confidence of each greedy caption
+        items = list(images)
+
+        def many(batch: list[Any]) -> list[np.ndarray]:
+            return [np.array([confidence]) for _, confidence, _ in captions(bundle, batch)]
+
+    return Workload(name, items, lambda item: many([item])[0], many, requests)
+
+
+def tiny_workloads(host: ModelHost, requests: int, scratch: Path) -> list[Callable[[], Workload]]:
+    """The standard experts on the tests' tiny random checkpoints (hidden size 32)."""
+    from tiny_models import build_blip_caption, build_clip, build_vilt_vqa
+
+    folders = {
+        "vilt_vqa": (build_vilt_vqa, "tiny ViLT (vilt_answer)"),
+        "clip": (build_clip, "tiny CLIP image (clip_*)"),
+        "blip_caption": (build_blip_caption, "tiny BLIP (blip_caption)"),
+    }
+    builders: list[Callable[[], Workload]] = []
+    for role, (build, name) in folders.items():
+        checkpoint = build(scratch / f"tiny-{role}")
+        builders.append(
+            partial(standard_workload, host, requests, scratch, role, checkpoint, name)  # type: ignore[arg-type]
+        )
+    return builders
+
+
+def clip_b32_checkpoint(scratch: Path) -> Path:
+    """CLIP ViT-B/32's architecture (openai/clip-vit-base-patch32's config) with random weights
+    and the tiny test tokenizer: real compute per image, nothing downloaded."""
+    from tiny_models import build_clip
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
+
+    folder = build_clip(scratch / "clip-b32")  # for its tokenizer files
+    config = CLIPConfig(
+        text_config={"vocab_size": 200, "max_position_embeddings": 77},
+        vision_config={"image_size": 224, "patch_size": 32},
+        projection_dim=512,
+    )
+    CLIPModel(config).save_pretrained(folder)
+    processor = CLIPImageProcessorPil(size={"shortest_edge": 224}, crop_size=224)
+    processor.save_pretrained(folder)
+    return folder
 
 
 # -- measurement ------------------------------------------------------------------------------
@@ -245,8 +341,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--models",
         type=lambda text: text.split(","),
-        default=["mlp", "lite0"],
-        help="mlp, lite0 or mlp,lite0 (default)",
+        default=["mlp", "lite0", "tiny"],
+        help=f"a comma-separated list of {', '.join(MODELS)} (default: mlp,lite0,tiny)",
     )
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
     parser.add_argument(
@@ -258,8 +354,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-batch", type=int, default=16)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     args = parser.parse_args()
-    if unknown := set(args.models) - {"mlp", "lite0"}:
-        parser.error(f"unknown model(s) {', '.join(sorted(unknown))}; choose mlp and/or lite0")
+    if unknown := set(args.models) - set(MODELS):
+        parser.error(f"unknown model(s) {', '.join(sorted(unknown))}; choose from {MODELS}")
     args.rounds = args.rounds or (1 if args.quick else 5)
     args.torch_threads = args.torch_threads or sorted({1, torch.get_num_threads()})
     return args
@@ -278,6 +374,16 @@ def workload_builders(
         ]
     if "lite0" in args.models:
         builders.append(partial(lite0_workload, host, lite0_requests, scratch))
+    if "tiny" in args.models:
+        builders += tiny_workloads(host, 8 if args.quick else 40, scratch)
+    if "clip-b32" in args.models:
+        checkpoint = clip_b32_checkpoint(scratch)
+        name = "CLIP B/32 image (random)"
+        builders.append(
+            partial(
+                standard_workload, host, 1 if args.quick else 2, scratch, "clip", checkpoint, name
+            )
+        )
     return builders
 
 

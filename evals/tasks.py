@@ -28,6 +28,7 @@ from sensorium.evals.suite import (
 )
 from sensorium.graphs import Decision, ImageMemory
 from sensorium.tools import ImageRef
+from sensorium.tools.profiles import in_profile
 from sensorium.tools.questions import question_kind
 
 SampleRunner = Callable[[Agent, Suite, Row, str], SampleRecord]
@@ -105,15 +106,16 @@ def run_routing(agent: Agent, suite: Suite, row: Row, key: str) -> SampleRecord:
     if plan.follow_up is not None:
         chosen += plan.follow_up.tools
     chosen = list(dict.fromkeys(chosen))
+    expected = in_profile(row.expected_tools, agent.settings.profile)
     return SampleRecord(
         key=key,
         id=row.id,
         task="routing",
         latency_ms=latency,
         prompt=row.request,
-        expected=row.expected_tools,
+        expected=expected,
         chosen=chosen,
-        score=float(set(chosen) == set(row.expected_tools)),
+        score=float(set(chosen) == set(expected)),
     )
 
 
@@ -133,7 +135,7 @@ def run_agent(agent: Agent, suite: Suite, row: Row, key: str) -> SampleRecord:
             "prompt": row.request,
             "kind": question_kind(row.request),
             "chosen": chosen,
-            "expected": row.expected_tools or [],
+            "expected": in_profile(row.expected_tools or [], agent.settings.profile),
             "reply": result.reply,
             "score": record.fused.score if record.fused and row.answers else None,
         }

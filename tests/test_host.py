@@ -502,3 +502,20 @@ def test_host_submit_without_batching_runs_in_the_callers_thread() -> None:
 def test_host_refuses_impossible_batching_settings(options: dict[str, float]) -> None:
     with pytest.raises(UserError, match="max_batch must be at least 1"):
         ModelHost("cpu", **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("max_batch", [1, 4])
+def test_host_asubmit_serves_asyncio_callers(max_batch: int) -> None:
+    host = ModelHost("cpu", max_batch=max_batch, max_wait_ms=200)
+    sizes: list[int] = []
+
+    def upper(items: list[str]) -> list[str]:
+        sizes.append(len(items))
+        return [item.upper() for item in items]
+
+    async def main() -> list[str]:
+        return await asyncio.gather(*(host.asubmit("upper", upper, w) for w in "abcd"))
+
+    assert asyncio.run(main()) == ["A", "B", "C", "D"]
+    assert sizes == ([4] if max_batch == 4 else [1, 1, 1, 1])
+    host.close()

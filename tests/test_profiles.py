@@ -12,6 +12,7 @@ from sensorium import Agent, LLMSettings, Settings
 from sensorium.tools import Registry
 from sensorium.tools.clip_experts import ClipJointEncoder
 from sensorium.tools.encoder import LiteJointEncoder
+from sensorium.tools.profiles import in_profile
 
 STANDARD = [
     "blip_answer",
@@ -53,6 +54,17 @@ def test_the_router_names_the_profiles_experts(tmp_path: Path, tiny: dict[str, P
     ]
     assert agent.router.route("Describe this photo") == ["blip_caption"]
     assert agent.router.route("What colour is the car?") == ["colours", "vilt_answer"]
+
+
+def test_lite_routing_labels_read_as_each_profiles_experts() -> None:
+    assert in_profile(["classify", "answer_question"], "standard") == [
+        "clip_classify",
+        "vilt_answer",
+        "blip_answer",
+    ]
+    both = in_profile(["answer_question", "colours", "retrieve"], "standard")
+    assert both == ["vilt_answer", "blip_answer", "colours", "retrieve"]  # no repeats
+    assert in_profile(["caption", "my_plugin"], "lite") == ["caption", "my_plugin"]
 
 
 def test_a_standard_turn_runs_on_tiny_checkpoints(

@@ -12,8 +12,9 @@ first time only (concurrent first requests wait for the same load) and keeps the
   lazily, on their next `get`.
 - Micro-batching: `host.submit(name, fn, item)` runs `item` through the shared `MicroBatcher`
   called `name`, so concurrent single-item requests to one model become one forward pass
-  (see `sensorium.tools.batching`); `host.batcher(name, fn)` is that batcher. `max_batch=1`
-  turns batching off: `submit` then calls `fn([item])` in the caller's thread.
+  (see `sensorium.tools.batching`); `await host.asubmit(...)` is the same for asyncio code, and
+  `host.batcher(name, fn)` is that batcher. `max_batch=1` turns batching off: `submit` then
+  calls `fn([item])` in the caller's thread.
 
 Thread safety: the model table, the per-key load locks, the counters and the memo are guarded
 by one lock, held only for dictionary work; loaders, `compute` functions and batch functions
@@ -23,6 +24,7 @@ the same key.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections import OrderedDict
@@ -353,6 +355,13 @@ class ModelHost:
             with self.inference():
                 return fn([item])[0]
         return self.batcher(name, fn).submit(item)
+
+    async def asubmit(self, name: str, fn: Callable[[list[I]], Sequence[R]], item: I) -> R:
+        """`submit` for asyncio code: awaits the result without blocking the event loop
+        (without batching, `fn` runs in a worker thread)."""
+        if self.max_batch == 1:
+            return await asyncio.to_thread(self.submit, name, fn, item)
+        return await self.batcher(name, fn).asubmit(item)
 
     def batcher(
         self,

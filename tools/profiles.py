@@ -48,3 +48,15 @@ EXPERT_MODELS: dict[str, ModelRole] = {
     "blip_answer": "blip_vqa",
     "vilt_answer": "vilt_vqa",
 }
+
+
+def in_profile(experts: list[str], profile: Profile) -> list[str]:
+    """Lite expert names as `profile` names them: each lite expert that plays a role becomes
+    the experts that play that role in `profile` (others, e.g. plugins, stay). Routing data is
+    written with lite names; this scores the same requests on the standard profile."""
+    role_of = {expert: role for role, names in ROLES["lite"].items() for expert in names}
+    translated: list[str] = []
+    for expert in experts:
+        role = role_of.get(expert)
+        translated += ROLES[profile][role] if role else (expert,)
+    return list(dict.fromkeys(translated))
