@@ -301,7 +301,12 @@ class Agent:
         if images is not None:
             turn["images"] = [self.add_image(image) for image in images]
         thread = thread_id or uuid.uuid4().hex
-        state = self.graph.invoke(turn, {"configurable": {"thread_id": thread}})
+        # durability="exit": the thread is checkpointed once, as the turn ends (or fails),
+        # instead of after each of its five steps (LangGraph's default, "async"): with SQLite
+        # that was most of a turn's fixed overhead. Nothing resumes a turn part-way, and a turn
+        # that raises still saves what it reached, as before; a crash mid-turn leaves the
+        # thread as its last finished turn left it. `ask` returns once the save is committed.
+        state = self.graph.invoke(turn, {"configurable": {"thread_id": thread}}, durability="exit")
         decisions: list[Decision] = state.get("decisions", [])
         first = decisions[0] if decisions else None
         return TurnResult(

@@ -2,9 +2,11 @@
 
     python bench/overhead.py            # full run: about 1 minute on 2 CPU cores
     python bench/overhead.py --quick    # smoke run: fewer rounds
+    python bench/overhead.py --threads memory   # threads in memory instead of SQLite
 
 A turn (`agent.ask(question, [image], tools=[...])`, no LLM: router-free plan, fusion,
-template reply, thread checkpoint in SQLite) against the sum of its model calls made directly
+template reply, thread checkpoint in SQLite as the CLI writes it; `--threads memory`: the
+in-memory saver, the library default) against the sum of its model calls made directly
 (`tool.run(agent.context, arguments)`, one after another, with the arguments the turn's plan
 bound). Models are warm and every image is already in the store; each measured call gets an
 image of its own (one pixel changed), because the host memoises model outputs per image.
@@ -28,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sensorium import Agent, ImageRef, LLMSettings, Registry, Settings
+from sensorium.graphs import memory_checkpointer, sqlite_checkpointer
 
 console = Console(width=None if sys.stdout.isatty() else 150)
 IMAGE = Path(__file__).resolve().parents[1] / "examples" / "images" / "chelsea.jpg"
@@ -73,11 +76,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 rounds instead of --rounds")
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument(
+        "--threads",
+        choices=["sqlite", "memory"],
+        default="sqlite",
+        help="where threads are checkpointed: SQLite as the CLI (default), or in memory",
+    )
     args = parser.parse_args()
     rounds = 5 if args.quick else args.rounds
     console.print(
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, Python "
-        f"{sys.version.split()[0]}"
+        f"{sys.version.split()[0]}, threads in {args.threads}"
     )
     began = time.perf_counter()
     table = Table(title=f"Turn vs direct expert calls (median of {rounds} rounds)")
@@ -94,7 +103,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sensorium-overhead-") as scratch:
         settings = Settings(llm=LLMSettings(backend="none"), data_dir=Path(scratch))
         registry = Registry.discover(["classify", "colours"])
-        agent = Agent(settings, chat_model=None, registry=registry)
+        checkpointer = (
+            sqlite_checkpointer(settings.threads_path)
+            if args.threads == "sqlite"
+            else memory_checkpointer()
+        )
+        agent = Agent(settings, chat_model=None, registry=registry, checkpointer=checkpointer)
         images = Images(agent)
         for label, names in CASES.items():
             for same in (False, True):

@@ -41,6 +41,12 @@ def sqlite_checkpointer(path: str | Path) -> SqliteSaver:
     path.parent.mkdir(parents=True, exist_ok=True)
     # LangGraph runs nodes on worker threads; the saver serialises access itself.
     connection = sqlite3.connect(str(path), check_same_thread=False)
+    # WAL (which the saver's setup also sets) with synchronous=NORMAL: a commit no longer
+    # waits for an fsync (0.4-0.8 ms each here, far more on slow disks). Each checkpoint is
+    # still one atomic transaction, and a process crash loses nothing committed; only a power
+    # loss or OS crash can roll back the last turns, never corrupt the file.
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
     return SqliteSaver(connection, serde=state_serializer())
 
 

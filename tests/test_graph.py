@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
+import pytest
 from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from PIL import Image
 
@@ -201,3 +205,120 @@ def test_a_follow_up_on_a_thread_keeps_its_images(settings: Settings, red_image:
     assert again.answer == "yes"
     cleared = agent.ask("What colour is this?", [], thread_id="follow")
     assert cleared.images == [] and cleared.plan.calls == []
+
+
+@expert
+def steady(ctx: ToolContext, image: ImageRef) -> Evidence:
+    """Answers at once.
+
+    Args:
+        image: the image
+    """
+    return Evidence(answer="red", confidence=0.9)
+
+
+def sqlite_agent(settings: Settings) -> Agent:
+    """An agent whose threads live in the SQLite file the CLI uses, with `steady` and `broken`."""
+    return Agent(
+        settings,
+        chat_model=None,
+        registry=Registry([steady, broken]),
+        checkpointer=sqlite_checkpointer(settings.threads_path),
+    )
+
+
+def test_a_turn_is_checkpointed_once_and_reloads_after_a_restart(
+    settings: Settings, red_image: Path
+) -> None:
+    # Agent.ask saves a thread when the turn ends (durability="exit"), not after every step.
+    agent = sqlite_agent(settings)
+    agent.ask("What colour is this?", [red_image], thread_id="kept", tools=["steady"])
+    agent.ask("Are you sure?", thread_id="kept", tools=["steady"])
+    saver = agent.graph.checkpointer
+    assert isinstance(saver, BaseCheckpointSaver)
+    assert len(list(saver.list({"configurable": {"thread_id": "kept"}}))) == 2
+    restarted = sqlite_agent(settings)  # a new process would open the file the same way
+    assert [m.type for m in restarted.history("kept")] == ["human", "ai", "human", "ai"]
+    again = restarted.ask("And now?", thread_id="kept", tools=["steady"])
+    assert again.answer == "red" and again.images[0].name == "red.png"  # images remembered
+
+
+def test_a_turn_that_raises_still_saves_what_it_reached(
+    settings: Settings, red_image: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent = sqlite_agent(settings)
+    agent.ask("What colour is this?", [red_image], thread_id="t", tools=["steady"])
+
+    def fail(*args: object, **kwargs: object) -> str:
+        raise RuntimeError("responder down")
+
+    monkeypatch.setattr(agent.responder, "respond", fail)
+    with pytest.raises(RuntimeError, match="responder down"):
+        agent.ask("Are you sure?", thread_id="t", tools=["steady"])
+    monkeypatch.undo()
+    # As with per-step checkpoints: the question is kept, the turn stopped before `respond`.
+    reopened = sqlite_agent(settings)
+    assert [m.type for m in reopened.history("t")] == ["human", "ai", "human"]
+    snapshot = reopened.graph.get_state({"configurable": {"thread_id": "t"}})
+    assert snapshot.next == ("respond",)
+    assert reopened.ask("Again?", thread_id="t", tools=["steady"]).answer == "red"
+
+
+CRASHING_TURN = """
+import os, sys
+from sensorium import Agent, Evidence, ImageRef, LLMSettings, Registry, Settings, expert
+from sensorium.graphs import sqlite_checkpointer
+from sensorium.tools import ToolContext
+
+@expert
+def steady(ctx: ToolContext, image: ImageRef) -> Evidence:
+    '''Answers at once.
+
+    Args:
+        image: the image
+    '''
+    return Evidence(answer="red", confidence=0.9)
+
+@expert
+def crash(ctx: ToolContext, image: ImageRef) -> Evidence:
+    '''Kills the process in the middle of the turn, as a crash or `kill -9` would.
+
+    Args:
+        image: the image
+    '''
+    os._exit(3)
+
+settings = Settings(data_dir=sys.argv[1], llm=LLMSettings(backend="none"))
+agent = Agent(settings, chat_model=None, registry=Registry([steady, crash]),
+              checkpointer=sqlite_checkpointer(settings.threads_path))
+agent.ask("What colour is this?", [sys.argv[2]], thread_id="kept", tools=["steady"])
+agent.ask("Are you sure?", thread_id="kept", tools=["crash"])
+"""
+
+
+def test_a_crash_mid_turn_leaves_the_thread_as_its_last_turn_left_it(
+    settings: Settings, red_image: Path
+) -> None:
+    # Run outside the checkout, whose `sensorium/` folder would shadow the installed package.
+    process = subprocess.run(
+        [sys.executable, "-c", CRASHING_TURN, str(settings.data_dir), str(red_image)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=settings.data_dir.parent,
+    )
+    assert process.returncode == 3, process.stderr
+    connection = sqlite3.connect(settings.threads_path)
+    assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    connection.close()
+    agent = sqlite_agent(settings)
+    assert [m.type for m in agent.history("kept")] == ["human", "ai"]  # no half turn
+    again = agent.ask("Are you sure?", thread_id="kept", tools=["steady"])
+    assert again.answer == "red"
+    assert [m.type for m in agent.history("kept")] == ["human", "ai", "human", "ai"]
+
+
+def test_sqlite_threads_use_wal_without_an_fsync_per_commit(tmp_path: Path) -> None:
+    saver = sqlite_checkpointer(tmp_path / "threads.sqlite")
+    assert saver.conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert saver.conn.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
