@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from devices import DEVICES
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from sensorium import Agent, LLMSettings, ModelUnavailableError, Settings, UserError, load_settings
@@ -308,10 +309,12 @@ def tiny_chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_a_transformers_model_replies_within_max_tokens(tiny_chat_model: Path) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_transformers_model_replies_within_max_tokens(tiny_chat_model: Path, device: str) -> None:
     settings = LLMSettings(backend="transformers", model=str(tiny_chat_model), max_tokens=5)
-    model = load_chat_model(settings, ModelHost("cpu"))
+    model = load_chat_model(settings, ModelHost(device))
     assert model is not None and type(model).__name__ == "ChatTransformers"
+    assert model.model.device.type == device  # type: ignore[attr-defined]
     reply = model.invoke([SystemMessage("Be brief."), HumanMessage("What colour is this?")])
     assert isinstance(reply, AIMessage) and isinstance(reply.content, str)
     assert reply.usage_metadata is not None
