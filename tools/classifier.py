@@ -41,15 +41,28 @@ def classify(ctx: ToolContext, image: ImageRef, question: str = "", top_k: int =
         question: the user's question, if any; shapes the answer (a yes/no question gets yes/no)
         top_k: how many fine-grained labels to report
     """
-    probs = class_probabilities(ctx, image)
+    return imagenet_evidence(class_probabilities(ctx, image), question, top_k)
+
+
+def imagenet_evidence(
+    probs: np.ndarray, question: str, top_k: int, provenance: dict[str, str] | None = None
+) -> Evidence:
+    """What an ImageNet classifier (EfficientNet, CLIP zero-shot) says to `question`.
+
+    The answer is the everyday word with the most probability ("cat" gathers every cat
+    breed); a yes/no question gets yes/no from the probability of the asked-about classes;
+    questions ImageNet cannot judge (colours, counts, shapes, unknown things) get no answer.
+    `provenance` (the model, its device) joins the payload.
+    """
     order = np.argsort(probs)[::-1][: max(1, top_k)]
     labels = [{"label": class_names()[i], "probability": round(float(probs[i]), 4)} for i in order]
     kind = question_kind(question) if question else "what"
     grouped = everyday_probabilities(probs, animals_only=kind == "animal")
     payload = {"labels": labels, "everyday": dict(list(grouped.items())[:top_k])}
+    payload |= provenance or {}
     if kind == "yes_no":
         subject = yes_no_subject(question)
-        p_subject = _subject_probability(probs, grouped, subject) if subject else None
+        p_subject = subject_probability(probs, subject) if subject else None
         if p_subject is None:  # not about a thing ImageNet knows: no opinion
             return Evidence(payload=payload | {"skipped": f"cannot judge {subject or question!r}"})
         p_yes = 1 - p_subject if is_negated(question) else p_subject
@@ -63,14 +76,17 @@ def classify(ctx: ToolContext, image: ImageRef, question: str = "", top_k: int =
 _NOT_OBJECT_KINDS = ("colour", "count", "shape")
 
 
-def _subject_probability(
-    probs: np.ndarray, grouped: dict[str, float], subject: str
-) -> float | None:
-    """P(subject) when the subject is a word the classifier knows, else None."""
-    if subject in grouped:
-        return grouped[subject]
-    singular = subject[:-1] if subject.endswith("s") else subject
-    if singular in grouped:
-        return grouped[singular]
-    hits = [i for i, name in enumerate(class_names()) if name.lower() == subject]
-    return float(sum(probs[i] for i in hits)) if hits else None
+def subject_probability(probs: np.ndarray, subject: str) -> float | None:
+    """P(subject) when the subject names ImageNet classes, else None."""
+    hits = subject_classes(subject)
+    return min(1.0, float(sum(probs[i] for i in hits))) if hits else None
+
+
+def subject_classes(subject: str) -> list[int]:
+    """ImageNet classes a subject names: by everyday word ("cat") or by class name."""
+    forms = {subject, subject[:-1] if subject.endswith("s") else subject}
+    return [
+        i
+        for i, name in enumerate(class_names())
+        if everyday_name(i) in forms or name.lower() in forms
+    ]

@@ -17,11 +17,11 @@ import torch
 from PIL import Image
 
 from sensorium.tools.base import ToolContext, expert
-from sensorium.tools.classifier import everyday_probabilities
+from sensorium.tools.classifier import imagenet_evidence, subject_classes
 from sensorium.tools.colour import COLOUR_NAMES
 from sensorium.tools.evidence import Evidence, ImageRef, yes_no_evidence
 from sensorium.tools.hf_models import Pretrained, batched, load_pretrained, model_id
-from sensorium.tools.imagenet import class_names, everyday_name
+from sensorium.tools.imagenet import class_names
 from sensorium.tools.lite_models import cached_phrases
 from sensorium.tools.questions import QuestionKind, is_negated, question_kind, yes_no_subject
 from sensorium.tools.vqa import SHAPES, candidate_answers
@@ -140,48 +140,9 @@ def clip_classify(
         question: the user's question, if any; shapes the answer (a yes/no question gets yes/no)
         top_k: how many fine-grained labels to report
     """
-    probs = imagenet_probabilities(ctx, image)
-    order = np.argsort(probs)[::-1][: max(1, top_k)]
-    labels = [{"label": class_names()[i], "probability": round(float(probs[i]), 4)} for i in order]
-    kind = question_kind(question) if question else "what"
-    grouped = everyday_probabilities(probs, animals_only=kind == "animal")
-    payload = {"labels": labels, "everyday": dict(list(grouped.items())[:top_k])}
-    payload |= _clip(ctx).payload()
-    if kind == "yes_no":
-        return _classified_yes_no(probs, question, payload)
-    if kind in ("colour", "count", "shape"):  # not ImageNet classes: clip_answer's job
-        return Evidence(payload=payload | {"skipped": f"cannot answer a {kind} question"})
-    word, mass = next(iter(grouped.items()))
-    return Evidence(answer=word, confidence=min(1.0, mass), payload=payload)
-
-
-def _classified_yes_no(probs: np.ndarray, question: str, payload: dict[str, Any]) -> Evidence:
-    """Yes/no from the probability of the asked-about class, as the lite classifier does."""
-    subject = yes_no_subject(question)
-    p_yes = _class_mass(probs, subject) if subject else None
-    if p_yes is None:  # not about a thing ImageNet knows: no opinion
-        return Evidence(payload=payload | {"skipped": f"cannot judge {subject or question!r}"})
-    if is_negated(question):
-        p_yes = 1 - p_yes
-    return yes_no_evidence(p_yes, payload | {"subject": subject})
-
-
-def _class_mass(probs: np.ndarray, subject: str) -> float | None:
-    """P(subject) when the subject names ImageNet classes, else None."""
-    hits = _subject_classes(subject)
-    if not hits:
-        return None
-    return min(1.0, float(sum(probs[i] for i in hits)))
-
-
-def _subject_classes(subject: str) -> list[int]:
-    """ImageNet classes a subject names: by everyday word ("cat") or by class name."""
-    forms = {subject, subject[:-1] if subject.endswith("s") else subject}
-    return [
-        i
-        for i, name in enumerate(class_names())
-        if everyday_name(i) in forms or name.lower() in forms
-    ]
+    return imagenet_evidence(
+        imagenet_probabilities(ctx, image), question, top_k, _clip(ctx).payload()
+    )
 
 
 def _prompt(kind: QuestionKind, answer: str) -> str:
@@ -259,7 +220,7 @@ def _p_subject(ctx: ToolContext, image: ImageRef, subject: str) -> float:
     subject_score = text_vectors(ctx, [_prompt("what", subject)])[0] @ vector
     scores = np.concatenate([[subject_score], label_vectors(ctx) @ vector])
     probs = _softmax(logit_scale(ctx) * scores)
-    named = [1 + i for i in _subject_classes(subject)]
+    named = [1 + i for i in subject_classes(subject)]
     return min(1.0, float(probs[0] + probs[named].sum()))
 
 
