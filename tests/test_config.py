@@ -249,6 +249,20 @@ def test_out_of_range_value_is_refused(clean_env: dict[str, str]) -> None:
     )
 
 
+def test_batching_settings_load_and_an_impossible_batch_is_refused(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    good = write(tmp_path / "batching.toml", "[batching]\nmax_batch = 32\nmax_wait_ms = 0\n")
+    loaded = load_settings(good, env=clean_env).batching
+    assert (loaded.max_batch, loaded.max_wait_ms) == (32, 0)
+    bad = write(tmp_path / "bad.toml", "[batching]\nmax_batch = 0\n")
+    refused(
+        r"^invalid setting batching\.max_batch: Input should be greater than or equal to 1 ",
+        bad,
+        env=clean_env,
+    )
+
+
 def test_wrong_type_is_refused(clean_env: dict[str, str]) -> None:
     refused(
         r"^invalid setting tools: Input should be a valid list ",
