@@ -15,14 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
-import torch
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from sensorium.tools.errors import ModelUnavailableError
-from sensorium.tools.host import TRANSFORMERS_LOAD_LOCK
 
 if TYPE_CHECKING:
+    # torch is imported where models run: settings and tool declarations import this module
+    # for `StandardModels`, and must stay cheap to import (`sensorium --help`).
+    import torch
+    from PIL import Image
+
     from sensorium.tools.base import ToolContext
     from sensorium.tools.host import ModelHost
 
@@ -117,6 +119,8 @@ class Pretrained:
         return int(min(limit for limit in limits if isinstance(limit, int)))
 
     def _placed(self, batch: Any) -> dict[str, torch.Tensor]:
+        import torch
+
         placed: dict[str, torch.Tensor] = {}
         for name, value in batch.items():
             if isinstance(value, torch.Tensor):
@@ -174,6 +178,8 @@ def _looks_like_path(name: str) -> bool:
 
 
 def _load(role: ModelRole, name: str, trust: bool, host: ModelHost) -> Pretrained:
+    from sensorium.tools.host import TRANSFORMERS_LOAD_LOCK  # imports torch
+
     local = Path(name).expanduser()
     if not local.exists() and _looks_like_path(name):
         raise unavailable(role, name, "no such directory")
@@ -241,6 +247,8 @@ def generated_log_probs(
     """The tokens a greedy `generate` produced for sequence `row` of the batch, up to and
     including the first stop token, and the model's log-probability of each (from the raw
     logits). Tokens after the stop (padding while other rows went on) are dropped."""
+    import torch
+
     steps = len(logits)
     tokens = sequences[row, sequences.shape[1] - steps :].tolist()
     log_probs = torch.stack([step[row] for step in logits]).float().log_softmax(-1)
@@ -252,6 +260,8 @@ def generated_log_probs(
 def sequence_confidence(log_probs: torch.Tensor) -> float:
     """exp(mean token log-probability): the geometric-mean probability of the tokens, so a
     long sentence is not punished for its length the way the product would."""
+    import torch
+
     if log_probs.numel() == 0:
         return 0.0
     return float(torch.exp(log_probs.mean()).clamp(0.0, 1.0))

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-import torch
 from PIL import Image
 
 from sensorium.tools.errors import ModelUnavailableError
@@ -24,6 +23,10 @@ from sensorium.tools.evidence import ImageRef
 from sensorium.tools.imagenet import class_names
 
 if TYPE_CHECKING:
+    # torch is imported where models run: the lite experts import this module, and declaring
+    # them (`sensorium tools list`) must not load torch.
+    import torch
+
     from sensorium.tools.base import ToolContext
 
 CLASSIFIER_KEY = "efficientnet-lite0"
@@ -47,7 +50,7 @@ def _load_classifier(device: torch.device) -> torch.nn.Module:
 
     with contextlib.redirect_stdout(io.StringIO()):  # the loader prints a banner
         model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
-    return cast(torch.nn.Module, model.to(device).eval())
+    return cast("torch.nn.Module", model.to(device).eval())
 
 
 def _load_text_encoder(device: torch.device) -> Any:
@@ -68,6 +71,8 @@ def _load_text_encoder(device: torch.device) -> Any:
 
 def preprocess(image: Image.Image) -> torch.Tensor:
     """Resize to 224x224 and scale to [-1, 1] (mean/std 0.5 suits these weights best)."""
+    import torch
+
     resized = image.convert("RGB").resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BICUBIC)
     array = np.asarray(resized, dtype=np.float32) / 255.0
     tensor = torch.from_numpy(array).permute(2, 0, 1)
@@ -76,6 +81,8 @@ def preprocess(image: Image.Image) -> torch.Tensor:
 
 def class_probabilities_batch(ctx: ToolContext, images: list[Image.Image]) -> np.ndarray:
     """Softmax over the 1000 ImageNet classes, one row per image, in one forward pass."""
+    import torch
+
     model = ctx.host.get(CLASSIFIER_KEY, _load_classifier)
     batch = torch.stack([preprocess(image) for image in images]).to(ctx.host.device)
     with torch.inference_mode():
@@ -94,6 +101,8 @@ def class_probabilities(ctx: ToolContext, image: ImageRef) -> np.ndarray:
 
 def embed_texts(ctx: ToolContext, texts: list[str]) -> np.ndarray:
     """Unit-length MiniLM embeddings, one row per text."""
+    import torch
+
     encoder = ctx.host.get(TEXT_ENCODER_KEY, _load_text_encoder)
     with torch.inference_mode():
         vectors = encoder.encode(texts, normalize_embeddings=True, convert_to_numpy=True)

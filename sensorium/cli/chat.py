@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sensorium.cli.app import ConfigOption, DebugOption, NoLlmOption, app, err, out
 from sensorium.cli.render import show_turn
 from sensorium.cli.session import open_agent
-from sensorium.tools import ImageRef, SensoriumError
+from sensorium.tools import SensoriumError
+
+if TYPE_CHECKING:
+    from sensorium.tools import ImageRef
 
 HELP = (
     "Type a question. Commands: /image PATH (attach; repeat for several), /clear (detach "

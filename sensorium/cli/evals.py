@@ -4,29 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from sensorium.cli.app import ConfigOption, DebugOption, NoLlmOption, Options, app, err, out
 from sensorium.cli.progress import progress_reporter
-from sensorium.config import load_settings
-from sensorium.evals import (
-    Calibration,
-    Comparison,
-    RunOutcome,
-    builtin_suites,
-    calibrate,
-    compare_runs,
-    load_run_records,
-    load_suite,
-    resolve_suite_paths,
-    run_suite,
-    suite_json_schema,
-)
-from sensorium.evals.results import RunResults
 from sensorium.tools import UserError
+
+# The commands import the evals and the settings when they run: `sensorium.evals` loads the
+# agent (langgraph, torch), which `sensorium --help` should not pay for.
+if TYPE_CHECKING:
+    from sensorium.evals import Calibration, Comparison, RunOutcome
+    from sensorium.evals.results import RunResults
 
 eval_app = typer.Typer(help="Evaluate experts, fusion and planner on suites.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
@@ -61,6 +52,9 @@ def run(
     debug: DebugOption = False,
 ) -> None:
     """Run suites (or resume them where they stopped) and write results and reports."""
+    from sensorium.config import load_settings
+    from sensorium.evals import load_suite, resolve_suite_paths, run_suite
+
     loaded = [load_suite(path) for spec in suites for path in resolve_suite_paths(spec)]
     overrides: dict[str, Any] = {}
     if profile:
@@ -173,6 +167,8 @@ def compare(
     debug: DebugOption = False,
 ) -> None:
     """Print how run B differs from run A, metric by metric, with sample counts."""
+    from sensorium.evals import compare_runs
+
     comparison = compare_runs(run_a, run_b)
     if as_json:
         typer.echo(json.dumps(comparison_summary(comparison)))
@@ -238,6 +234,8 @@ def calibrate_command(
     debug: DebugOption = False,
 ) -> None:
     """Fit fusion weights per expert (and per question kind) from a run's results."""
+    from sensorium.evals import calibrate, load_run_records
+
     records = load_run_records(run_dir)
     result = calibrate(records, holdout=holdout, min_kind_samples=min_kind_samples)
     result.weights.fitted_on["run"] = str(run_dir)
@@ -280,12 +278,16 @@ def show_calibration(result: Calibration) -> None:
 @eval_app.command("schema")
 def schema() -> None:
     """Print the JSON Schema of suite files (rows of each task under $defs)."""
+    from sensorium.evals import suite_json_schema
+
     typer.echo(json.dumps(suite_json_schema(), indent=2))
 
 
 @eval_app.command("list")
 def list_suites(as_json: JsonOption = False) -> None:
     """The built-in suites."""
+    from sensorium.evals import builtin_suites
+
     suites = {name: load_suite_quietly(path) for name, path in builtin_suites().items()}
     if as_json:
         typer.echo(json.dumps(suites))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -13,7 +13,9 @@ from sensorium.cli.app import ConfigOption, DebugOption, app, err, out
 from sensorium.cli.progress import progress_reporter
 from sensorium.cli.session import open_agent
 from sensorium.tools import UserError
-from sensorium.tools.indexer import IndexReport
+
+if TYPE_CHECKING:
+    from sensorium.tools.indexer import IndexReport
 
 
 @app.command()

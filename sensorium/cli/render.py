@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sensorium.agent import TurnResult
+if TYPE_CHECKING:
+    from sensorium.agent import TurnResult
 
 
 def evidence_table(result: TurnResult) -> Table:

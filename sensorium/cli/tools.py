@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from sensorium.agent import Settings
 from sensorium.cli.app import ConfigOption, DebugOption, Options, out, tools_app
-from sensorium.config import load_settings
-from sensorium.tools import Registry, Tool
-from sensorium.tools.host import resolve_device
-from sensorium.tools.profiles import EXPERT_MODELS
+
+# Settings and tools are imported when a command runs, not here: the settings load pydantic
+# and the experts numpy, which `sensorium --help` should not pay for.
+if TYPE_CHECKING:
+    from sensorium.agent import Settings
+    from sensorium.tools import Tool
 
 
 def describe(tool: Tool, settings: Settings | None = None) -> dict[str, Any]:
     """A tool as plain data; a transformers expert also names its checkpoint and device."""
+    from sensorium.agent import Settings
+    from sensorium.tools.profiles import EXPERT_MODELS
+
     schema = tool.input_model.model_json_schema()
     settings = settings or Settings()
     role = EXPERT_MODELS.get(tool.name)
+    device = None
+    if role:
+        from sensorium.tools.host import resolve_device  # torch: only for transformers experts
+
+        device = str(resolve_device(settings.device))
     return {
         "name": tool.name,
         "description": tool.description,
@@ -30,7 +39,7 @@ def describe(tool: Tool, settings: Settings | None = None) -> dict[str, Any]:
         "answers_questions": tool.answers_questions,
         "implementation": tool.qualname,
         "model": getattr(settings.models, role) if role else None,
-        "device": str(resolve_device(settings.device)) if role else None,
+        "device": device,
     }
 
 
@@ -44,6 +53,10 @@ def list_tools(
     debug: DebugOption = False,
 ) -> None:
     """List the experts this installation can use."""
+    from sensorium.config import load_settings
+    from sensorium.tools import Registry
+    from sensorium.tools.profiles import EXPERT_MODELS
+
     overrides = {"profile": profile} if profile else {}
     settings = load_settings(config or Options.config, overrides=overrides)
     registry = Registry.discover(settings.tools, settings.profile)
