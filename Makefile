@@ -1,30 +1,42 @@
-# Two commands: `make demo` and `make test`. Both create .venv when needed.
+# Two commands: `make demo` and `make test`. Both create .venv when needed and install exactly
+# the versions in constraints.txt (the lock); `make lock` refreshes it deliberately.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# torch is pinned and installed first: a range that admits newer releases pulls a
-# multi-GB CUDA build. Elsewhere, add e.g. TORCH_PIP_ARGS="--index-url <a CPU wheel index>".
-TORCH := torch==2.13.0
+LOCK := constraints.txt
+# Every install step, build environments included, takes the locked versions.
+INSTALL := $(BIN)/pip install --quiet --constraint $(LOCK) --build-constraint $(LOCK)
+# torch: the lock pins a release whose CPU wheel this machine kind has on disk (a range that
+# admits newer releases pulls a multi-GB CUDA build). Elsewhere, for a CPU-only torch, add
+# TORCH_PIP_ARGS="--index-url <PyTorch's CPU wheel index>".
 TORCH_PIP_ARGS ?=
+# llama.cpp compiles at install. Never for the build machine's CPU: native builds crashed on
+# other CPUs. OFF builds for x86-64-v3 (AVX2, FMA, F16C) on x86; see docs/install.md.
+# LLAVA_BUILD=OFF skips llama.cpp's multimodal library, which nothing here loads.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 # strict editable mode: mypy can follow it (the default import hook it cannot)
 EDITABLE := --config-settings editable_mode=strict
 
-.PHONY: demo test lint typecheck unit clean
+.PHONY: demo test lint typecheck unit lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "$(TORCH)" $(TORCH_PIP_ARGS)
+	$(BIN)/pip install --quiet --constraint $(LOCK) pip
+	$(INSTALL) torch $(TORCH_PIP_ARGS)
 
-# Stamps re-run the install when pyproject.toml changes.
-$(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
-	@echo "Installing sensorium (llama-cpp-python compiles once: about 5 minutes on 2 cores)"
-	$(BIN)/pip install --quiet -e ".[llm]" $(EDITABLE)
+# --no-cache-dir: a wheel pip cached from an earlier (native) build must not stand in for it.
+$(VENV)/.llama-installed: $(LOCK) | $(BIN)/python
+	@echo "Building llama-cpp-python portably (once: about 5 minutes on 2 cores)"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(INSTALL) --no-cache-dir "llama-cpp-python[server]"
+	echo "CMAKE_ARGS=$(LLAMA_CMAKE_ARGS)" > $@  # the build flags, checked by the tests
+
+# Stamps re-run the install when pyproject.toml or the lock changes.
+$(VENV)/.demo-installed: pyproject.toml $(LOCK) $(VENV)/.llama-installed
+	$(INSTALL) -e ".[llm]" $(EDITABLE)
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	@echo "Installing sensorium with dev extras (llama-cpp-python compiles once: about 5 minutes)"
-	$(BIN)/pip install --quiet -e ".[dev,llm,evals]" $(EDITABLE)
+$(VENV)/.dev-installed: pyproject.toml $(LOCK) $(VENV)/.llama-installed
+	$(INSTALL) -e ".[dev,llm,evals]" $(EDITABLE)
 	touch $@
 
 demo: $(VENV)/.demo-installed
@@ -42,5 +54,19 @@ unit: $(VENV)/.dev-installed
 
 test: lint typecheck unit
 
+# Resolve the newest versions pyproject.toml allows (torch stays at the locked release) in a
+# scratch environment, and write them to the lock. Review the diff, then run `make test`.
+LOCK_VENV := .lock-venv
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/pip lock --quiet -o pylock.toml ".[dev,llm,evals]" \
+		"torch==$$(sed -n 's/^torch==//p' $(LOCK))" setuptools wheel scikit-build-core
+	$(LOCK_VENV)/bin/python .ci/lock.py pylock.toml \
+		"$$($(LOCK_VENV)/bin/pip --version | cut -d' ' -f2)" > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf $(LOCK_VENV) pylock.toml
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(LOCK_VENV) pylock.toml build *.egg-info

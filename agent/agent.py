@@ -72,6 +72,7 @@ class TurnResult(BaseModel):
             ],
             "follow_up": self.plan.follow_up.model_dump() if self.plan.follow_up else None,
             "plan_notes": self.plan.notes,
+            "llm_error": self.plan.llm_error,
             "evidence": [
                 {
                     "expert": e.expert,

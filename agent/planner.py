@@ -133,11 +133,13 @@ class AgentPlanner:
 
     def _question_plan(self, question: str, images: list[ImageRef], notes: list[str]) -> Plan:
         vetted: list[str] = []
+        llm_error: str | None = None
         if self.chat_model is not None and self.settings.use_llm and question.strip():
             try:
                 proposed = self.llm_picks(question, len(images))
-            except ModelUnavailableError as exc:  # a dead or misconfigured server: say which
+            except ModelUnavailableError as exc:  # a dead, crashed or hung server: say which
                 notes.append(f"LLM plan unusable: {exc}; the router decided")
+                llm_error = str(exc)
                 proposed = []
             except Exception as exc:
                 notes.append(f"LLM plan unusable ({type(exc).__name__}); the router decided")
@@ -151,7 +153,8 @@ class AgentPlanner:
                     notes.append(f"LLM picked {name}, which does not fit the request; ignored")
         routed = [name for name in self.router.route(question) if name != "retrieve"]
         names = list(dict.fromkeys([*routed, *vetted]))[: self.settings.max_tools]
-        return Plan(calls=self._calls(names, question, images, vetted, notes), notes=notes)
+        calls = self._calls(names, question, images, vetted, notes)
+        return Plan(calls=calls, notes=notes, llm_error=llm_error)
 
     def _calls(
         self,

@@ -27,6 +27,7 @@ class AgentResponder:
         template = template_reply(question, decisions, evidence, plan)
         if (
             self.chat_model is None
+            or plan.llm_error is not None  # a dead or hung LLM is not asked twice in a turn
             or len(decisions) != 1
             or decisions[0].abstained
             or _unvoted(decisions, evidence)  # the template lists what else was found

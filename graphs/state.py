@@ -39,6 +39,9 @@ class Plan(BaseModel):
         None, description="the images the turn is about, when the planner resolved a reference"
     )
     notes: list[str] = Field(default_factory=list, description="why the plan looks as it does")
+    llm_error: str | None = Field(
+        None, description="why the LLM failed this turn; the rest of the turn does without it"
+    )
 
 
 class ResetEvidence(BaseModel):

@@ -202,3 +202,23 @@ def test_index_with_only_missing_paths_is_one_line(cli, tmp_path: Path) -> None:
     assert result.err.strip() == (
         f"error: nothing to index: {tmp_path / 'nowhere'} not found; check the paths"
     )
+
+
+@pytest.mark.slow
+def test_ask_json_through_the_default_llm_answers_cat(chelsea: Path) -> None:
+    result = run_installed(["ask", "What animal is this?", "-i", str(chelsea), "--json"])
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr  # the default LLM loaded
+    summary = json.loads(result.stdout)
+    assert summary["answer"] == "cat" and summary["llm_error"] is None
+    assert not [note for note in summary["plan_notes"] if "LLM plan unusable" in note]
+
+
+@pytest.mark.slow
+def test_a_piped_chat_with_the_default_llm_answers(chelsea: Path) -> None:
+    # The LLM's process must not read the questions piped to the chat.
+    result = run_installed(["chat", "-i", str(chelsea)], stdin="What animal is this?\n/quit\n")
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr
+    assert "cat" in result.stdout.lower()
+    assert "resume with: sensorium chat --thread" in result.stderr  # it read to /quit

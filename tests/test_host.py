@@ -519,3 +519,15 @@ def test_host_asubmit_serves_asyncio_callers(max_batch: int) -> None:
     assert asyncio.run(main()) == ["A", "B", "C", "D"]
     assert sizes == ([4] if max_batch == 4 else [1, 1, 1, 1])
     host.close()
+
+
+def test_agents_with_other_host_settings_get_a_host_of_their_own(tmp_path: Path) -> None:
+    from sensorium import Agent, LLMSettings, Settings
+
+    plain = Settings(data_dir=tmp_path / "data", llm=LLMSettings(backend="none"))
+    other = plain.model_copy(update={"dtype": "bfloat16", "memory_budget_mb": 512.0})
+    first, second = Agent(plain), Agent(other)
+    assert second.host is not first.host
+    assert (second.host.dtype, second.host.memory_budget_mb) == (torch.bfloat16, 512.0)
+    assert (first.host.dtype, first.host.memory_budget_mb) == (torch.float32, None)
+    assert Agent(plain.model_copy()).host is first.host  # same settings: models are shared

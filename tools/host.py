@@ -478,7 +478,7 @@ def _unavailable(name: str, exc: OSError | ValueError) -> ModelUnavailableError 
     return ModelUnavailableError(f"model {name!r} is not available ({reason}); {_PROVIDE}")
 
 
-_default: ModelHost | None = None
+_defaults: dict[str, ModelHost] = {}
 _default_guard = threading.Lock()
 # transformers initialises models under process-wide context managers (meta device, skipped
 # weight init) that leak into other threads: two concurrent `from_pretrained` calls can leave
@@ -487,10 +487,15 @@ TRANSFORMERS_LOAD_LOCK = threading.Lock()
 
 
 def default_host(device: str = "auto", **options: Any) -> ModelHost:
-    """The process-wide host, created on first call with `device` and `options` (the other
-    `ModelHost` arguments); later calls return it as it is."""
-    global _default
+    """The process-wide host for `device` and `options` (the other `ModelHost` arguments).
+
+    Agents with the same host settings share one host and its loaded models; an agent with
+    other settings (a CUDA agent after a CPU one, another dtype or memory budget) gets a host
+    of its own, so its settings are honoured.
+    """
+    key = repr((device, sorted(options.items())))
     with _default_guard:
-        if _default is None:
-            _default = ModelHost(device, **options)
-        return _default
+        host = _defaults.get(key)
+        if host is None:
+            host = _defaults[key] = ModelHost(device, **options)
+        return host
