@@ -5,14 +5,21 @@ support of a group is a linear opinion pool: the sum of weight x confidence over
 that gave it, divided by the total weight of the experts that answered. A linear pool never
 claims more certainty than its most certain voter, which keeps the decision's confidence
 honest when weak experts agree by accident (correlated errors are the rule, not the exception).
+
+An open answer also supports the more general answers it implies ("egyptian cat" is a cat), so
+experts that answer at different specificity agree instead of splitting the vote.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from collections.abc import Iterable
+from functools import cache, lru_cache
+from importlib.resources import files
 from pathlib import Path
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -91,6 +98,11 @@ class Vote(BaseModel):
     normalised: str
     confidence: float
     weight: float
+    supports_answer: bool = Field(
+        False,
+        description="counts toward the decided answer (or best guess): gave it, or a more "
+        "specific form of it",
+    )
 
 
 class Decision(BaseModel):
@@ -103,8 +115,14 @@ class Decision(BaseModel):
     )
     abstained: bool = True
     best_guess: str | None = Field(None, description="the leading answer, even when abstaining")
-    runner_up: str | None = None
+    runner_up: str | None = Field(
+        None, description="the best competing answer (not a more specific or general form)"
+    )
     runner_up_confidence: float = 0.0
+    more_specific: str | None = Field(
+        None, description="the best-supported more specific form of the answer that was given"
+    )
+    more_specific_confidence: float = 0.0
     votes: list[Vote] = Field(default_factory=list)
     image: str | None = Field(None, description="sha256 of the image decided about")
     reason: str = ""
@@ -142,26 +160,36 @@ def fuse(
         )
         return Decision(image=image, reason=reason)
     total_weight = sum(v.weight for v in votes)
+    answers = {v.normalised for v in votes}
+    # The more general answers each answer implies, among those given.
+    implied = {
+        a: _general_forms(a) & answers if kind not in _CLOSED_KINDS else frozenset()
+        for a in answers
+    }
     support: dict[str, float] = defaultdict(float)
     backing: dict[str, float] = defaultdict(float)
     shown: dict[str, str] = {}
     for vote in votes:
-        support[vote.normalised] += vote.weight * vote.confidence / total_weight
-        backing[vote.normalised] += vote.weight / total_weight
+        for answer in {vote.normalised} | implied[vote.normalised]:
+            support[answer] += vote.weight * vote.confidence / total_weight
+            backing[answer] += vote.weight / total_weight
         # Show the answer as the most confident voter wrote it.
         best = shown.get(vote.normalised)
         if best is None or vote.confidence > _confidence_of(votes, vote.normalised, best):
             shown[vote.normalised] = vote.answer
-    ranked = sorted(support, key=lambda key: (-support[key], key))
-    winner = ranked[0]
+    winner, runner_up, more_specific = _rank(support, implied)
+    for vote in votes:
+        vote.supports_answer = winner in {vote.normalised} | implied[vote.normalised]
     confidence = min(1.0, support[winner])
-    runner_up = ranked[1] if len(ranked) > 1 else None
     abstained = confidence < settings.abstain_below
+    agree = sum(v.supports_answer for v in votes)
+    refined = sum(v.supports_answer and v.normalised != winner for v in votes)
     reason = (
         f"confidence {confidence:.2f} is below the abstention threshold "
         f"{settings.abstain_below:.2f}"
         if abstained
-        else f"{len([v for v in votes if v.normalised == winner])} of {len(votes)} experts agree"
+        else f"{agree} of {len(votes)} experts agree"
+        + (f", {refined} more specifically" if refined else "")
     )
     return Decision(
         answer=None if abstained else shown[winner],
@@ -171,10 +199,30 @@ def fuse(
         best_guess=shown[winner],
         runner_up=shown[runner_up] if runner_up else None,
         runner_up_confidence=min(1.0, support[runner_up]) if runner_up else 0.0,
+        more_specific=shown[more_specific] if more_specific else None,
+        more_specific_confidence=min(1.0, support[more_specific]) if more_specific else 0.0,
         votes=votes,
         image=image,
         reason=reason,
     )
+
+
+def _rank(
+    support: dict[str, float], implied: dict[str, frozenset[str]]
+) -> tuple[str, str | None, str | None]:
+    """The best-supported answer, its best competitor (neither a more specific nor a more
+    general form of it), and its best-supported more specific form."""
+    ranked = sorted(implied, key=lambda key: (-support[key], key))
+    winner = ranked[0]
+    # A more specific answer that is as well supported as its general form says more.
+    equal = [
+        a for a in ranked if winner in implied[a] and math.isclose(support[a], support[winner])
+    ]
+    winner = min(equal, key=lambda a: (-len(implied[a]), a)) if equal else winner
+    specific = [a for a in ranked if winner in implied[a]]
+    related = {winner, *specific, *implied[winner]}
+    competing = [a for a in ranked if a not in related]
+    return winner, competing[0] if competing else None, specific[0] if specific else None
 
 
 def _confidence_of(votes: list[Vote], normalised: str, answer: str) -> float:
@@ -189,3 +237,97 @@ def fuse_by_image(
     for item in evidence:
         groups.setdefault(item.image, []).append(item)
     return [fuse(items, settings, kind) for items in groups.values()]
+
+
+# Specificity. An open answer implies more general answers: English noun phrases put the head
+# last ("egyptian cat", "red car"), and ImageNet names its classes' everyday words ("tabby" is
+# a cat, "golden retriever" a dog). Yes/no and counts never generalise.
+_CLOSED_KINDS = frozenset({"yes_no", "count"})
+_NEGATIONS = frozenset({"not", "no", "non", "never", "without", "neither", "nor", "nothing"})
+# A phrase with a conjunction or preposition is not modifier + head: "black and white" is not
+# white, "cat on mat" is not a mat.
+_LINKS = frozenset(
+    {"and", "or", "but", "&", "plus", "versus", "vs", "than", "like", "as", "of", "on", "in",
+     "at", "by", "for", "from", "to", "into", "onto", "off", "with", "under", "over", "near",
+     "behind", "above", "below", "beside", "between", "inside", "outside", "through"}
+)  # fmt: skip
+_GREYS = frozenset({"grey", "gray"})
+
+
+@lru_cache(maxsize=4096)
+def _general_forms(answer: str) -> frozenset[str]:
+    """The more general answers a normalised answer implies ("egyptian cat" -> {"cat"})."""
+    forms: set[str] = set()
+    todo = [answer]
+    while todo:
+        for parent in _parents(todo.pop()) - forms - {answer}:
+            forms.add(parent)
+            todo.append(parent)
+    return frozenset(forms)
+
+
+def _parents(answer: str) -> set[str]:
+    words = answer.split()
+    if not words or answer in ("yes", "no") or any(ch.isdigit() for ch in answer):
+        return set()
+    lexicon = _imagenet_lexicon()
+    everyday = lexicon.everyday.get(answer, frozenset())
+    parents = set(everyday - {answer}) if len(everyday) == 1 else set()
+    # ImageNet's table decides for the animals it names: a guinea pig is no pig, a sea lion
+    # no lion, a German shepherd a dog but no shepherd.
+    if len(words) > 1 and answer not in lexicon.animal_names and _has_head(words):
+        head = " ".join(words[1:])
+        colours = _colour_words()
+        is_blend = words[0] in colours and set(words[1:]) <= colours  # "black white"
+        is_pun = answer in lexicon.everyday and head in lexicon.animal_words  # "hot dog"
+        if not (is_blend or is_pun):
+            parents.add(head)
+    return parents - {"yes", "no"}
+
+
+def _has_head(words: list[str]) -> bool:
+    """True when the phrase reads as modifiers + head noun, so dropping a modifier keeps its
+    meaning ("small red car" -> "red car")."""
+    if any(w in _NEGATIONS or w in _LINKS or w.endswith("n't") for w in words):
+        return False
+    # A participle after the first word opens a clause: "man riding horse" is no horse.
+    return not any(w.endswith("ing") for w in words[1:-1])
+
+
+class _Lexicon(NamedTuple):
+    # ImageNet class name or synonym -> the everyday words of the classes it names, or the
+    # name itself where the everyday word is one of the class's names (a synonym is no more
+    # general: "hotdog" for "hot dog", "cougar" for "puma")
+    everyday: dict[str, frozenset[str]]
+    animal_names: frozenset[str]  # the names of animal classes
+    animal_words: frozenset[str]  # those names and their everyday words ("cat", "dog")
+
+
+@cache
+def _imagenet_lexicon() -> _Lexicon:
+    from sensorium.tools.imagenet import everyday_name, is_animal
+
+    text = files("sensorium.tools").joinpath("data/imagenet_classes.txt").read_text("utf-8")
+    everyday: dict[str, set[str]] = defaultdict(set)
+    animal_names: set[str] = set()
+    animal_words: set[str] = set()
+    for index, line in enumerate(line for line in text.splitlines() if line.strip()):
+        names = [normalise_answer(name) for name in line.split("\t", 1)[1].split(",")]
+        word = normalise_answer(everyday_name(index))
+        for name in names:
+            everyday[name].add(name if word in names else word)
+        if is_animal(index):
+            animal_names.update(names)
+            animal_words.update(names, [word])
+    return _Lexicon(
+        {name: frozenset(words) for name, words in everyday.items()},
+        frozenset(animal_names),
+        frozenset(animal_words),
+    )
+
+
+@cache
+def _colour_words() -> frozenset[str]:
+    from sensorium.tools.colour import COLOUR_NAMES
+
+    return frozenset(COLOUR_NAMES) | _GREYS

@@ -290,7 +290,7 @@ def test_fuse_by_image_passes_settings_and_handles_no_evidence() -> None:
 
 def test_decision_is_never_more_confident_than_its_most_confident_voter() -> None:
     rng = random.Random(7)
-    answers = ["cat", "Cat", "a cat", "dog", "two", "2", "red"]
+    answers = ["cat", "Cat", "a cat", "egyptian cat", "tabby", "dog", "two", "2", "red", "dark red"]
     experts = ["classify", "caption", "colours", "answer_question", "plugin"]
     for _ in range(300):
         evidence = [
@@ -303,5 +303,149 @@ def test_decision_is_never_more_confident_than_its_most_confident_voter() -> Non
             continue
         assert decision.confidence <= max(v.confidence for v in decision.votes) + 1e-12
         assert decision.runner_up_confidence <= decision.confidence + 1e-12
+        assert decision.more_specific_confidence <= decision.confidence + 1e-12
         assert 0.0 < decision.agreement <= 1.0 + 1e-12
         assert decision.answer is not None
+
+
+# Answers at different specificity: a more specific answer supports its general form.
+
+
+def test_a_more_specific_answer_supports_its_general_form() -> None:
+    decision = fuse([said("classify", "cat", 0.96), said("answer_question", "Egyptian cat", 1.0)])
+    # "cat" is backed by both experts: (0.96 + 1.0) / 2; "egyptian cat" by one: 1.0 / 2.
+    assert decision.answer == "cat"
+    assert decision.confidence == pytest.approx(0.98)
+    assert decision.agreement == pytest.approx(1.0)
+    assert decision.more_specific == "Egyptian cat"
+    assert decision.more_specific_confidence == pytest.approx(0.5)
+    assert decision.runner_up is None  # a more specific reading is not a competing answer
+    assert decision.runner_up_confidence == 0.0
+    assert [(v.expert, v.supports_answer) for v in decision.votes] == [
+        ("classify", True),
+        ("answer_question", True),
+    ]
+    assert decision.reason == "2 of 2 experts agree, 1 more specifically"
+
+
+def test_a_modifier_makes_an_answer_more_specific() -> None:
+    decision = fuse([said("a", "red car", 0.7), said("b", "a car", 0.6)])
+    assert (decision.answer, decision.more_specific) == ("a car", "red car")
+    assert decision.confidence == pytest.approx(0.65)
+
+
+def test_a_chain_of_modifiers_supports_every_general_form() -> None:
+    decision = fuse(
+        [said("a", "small red car", 0.9), said("b", "red car", 0.6), said("c", "car", 0.3)]
+    )
+    assert decision.answer == "car"
+    assert decision.confidence == pytest.approx(1.8 / 3)
+    assert decision.more_specific == "red car"  # backed by "small red car" too
+    assert decision.more_specific_confidence == pytest.approx(1.5 / 3)
+
+
+def test_imagenet_names_support_their_everyday_word() -> None:
+    tabby = fuse([said("classify", "cat", 0.6), said("answer_question", "tabby", 0.7)])
+    assert (tabby.answer, tabby.confidence) == ("cat", pytest.approx(0.65))
+    retriever = fuse([said("a", "golden retriever", 0.8), said("b", "dog", 0.5)])
+    assert (retriever.answer, retriever.more_specific) == ("dog", "golden retriever")
+
+
+def test_the_specific_answer_with_the_most_support_backs_its_general_form() -> None:
+    evidence = [
+        said("answer_question", "Egyptian cat", 0.9),
+        said("vqa", "dog", 0.8),
+        said("classify", "cat", 0.3),
+    ]
+    decision = fuse(evidence)
+    # Alone, "egyptian cat" (0.9 / 3) leads "dog" (0.8 / 3) and "cat" (0.3 / 3); "cat" is
+    # backed by both cat answers: (0.9 + 0.3) / 3.
+    assert decision.answer == "cat"
+    assert decision.confidence == pytest.approx(0.4)
+    assert decision.agreement == pytest.approx(2 / 3)
+    assert decision.runner_up == "dog"
+    assert decision.runner_up_confidence == pytest.approx(0.8 / 3)
+    assert decision.more_specific == "Egyptian cat"
+    assert decision.more_specific_confidence == pytest.approx(0.3)
+    assert [v.supports_answer for v in decision.votes] == [True, False, True]
+    assert decision.reason == "2 of 3 experts agree, 1 more specifically"
+
+
+def test_the_general_form_wins_even_when_most_experts_were_more_specific() -> None:
+    evidence = [
+        said("a", "egyptian cat", 0.9),
+        said("b", "egyptian cat", 0.8),
+        said("c", "cat", 0.3),
+    ]
+    decision = fuse(evidence)
+    # cat (0.9 + 0.8 + 0.3) / 3 is better supported than egyptian cat (0.9 + 0.8) / 3.
+    assert (decision.answer, decision.more_specific) == ("cat", "egyptian cat")
+    assert (decision.confidence, decision.more_specific_confidence) == pytest.approx(
+        (2 / 3, 1.7 / 3)
+    )
+    assert decision.reason == "3 of 3 experts agree, 2 more specifically"
+
+
+def test_a_specific_answer_as_well_supported_as_its_general_form_is_named() -> None:
+    decision = fuse([said("a", "cat", 0.0), said("b", "egyptian cat", 0.8)])
+    assert decision.answer == "egyptian cat"
+    assert decision.confidence == pytest.approx(0.4)
+    assert (decision.runner_up, decision.more_specific) == (None, None)
+
+
+def test_weights_count_toward_the_general_form() -> None:
+    evidence = [said("a", "egyptian cat", 0.8), said("b", "cat", 0.5), said("c", "dog", 0.9)]
+    decision = fuse(evidence, FusionSettings(weights={"a": 2.0}))
+    # total weight 4: cat (2 x 0.8 + 0.5) / 4 with weight 3 of 4; dog 0.9 / 4
+    assert decision.answer == "cat"
+    assert decision.confidence == pytest.approx(2.1 / 4)
+    assert decision.agreement == pytest.approx(0.75)
+    assert decision.runner_up_confidence == pytest.approx(0.9 / 4)
+
+
+def test_a_weak_merged_answer_still_abstains() -> None:
+    decision = fuse([said("a", "cat", 0.2), said("b", "egyptian cat", 0.2)])
+    assert decision.abstained
+    assert decision.answer is None
+    assert decision.best_guess == "cat"
+    assert decision.confidence == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize(
+    ("specific", "general"),
+    [
+        ("dog", "cat"),  # unrelated
+        ("not red", "red"),  # a negation is no modifier
+        ("no cat", "cat"),
+        ("black and white", "white"),  # a conjunction: both colours, not one
+        ("black-white", "white"),  # two colour names together are a blend
+        ("cat on a mat", "mat"),  # the head of a phrase with a preposition comes first
+        ("man riding horse", "horse"),  # a clause, not modifiers
+        ("12", "2"),  # numbers
+        ("2 cats", "cats"),
+        ("definitely yes", "yes"),  # yes/no never generalise
+        ("guinea pig", "pig"),  # ImageNet's table decides for the animals it names
+        ("sea lion", "lion"),
+        ("hot dog", "dog"),  # an ImageNet object is no animal
+        ("teddy bear", "bear"),
+    ],
+)
+def test_answers_that_do_not_imply_each_other_split_the_vote(specific: str, general: str) -> None:
+    decision = fuse([said("a", specific, 0.6), said("b", general, 0.5)])
+    assert decision.answer == specific
+    assert decision.confidence == pytest.approx(0.3)
+    assert decision.runner_up == general
+    assert decision.more_specific is None
+    assert [v.supports_answer for v in decision.votes] == [True, False]
+
+
+@pytest.mark.parametrize("kind", ["yes_no", "count"])
+def test_closed_questions_never_merge_answers(kind: str) -> None:
+    decision = fuse([said("a", "red car", 0.6), said("b", "car", 0.5)], kind=kind)
+    assert (decision.answer, decision.runner_up) == ("red car", "car")
+    assert decision.confidence == pytest.approx(0.3)
+
+
+def test_shades_of_a_colour_support_the_colour() -> None:
+    decision = fuse([said("colours", "red", 0.5), said("answer_question", "dark red", 0.6)])
+    assert (decision.answer, decision.more_specific) == ("red", "dark red")
