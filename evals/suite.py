@@ -29,6 +29,7 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "routing": ("exact_match", "tool_precision_recall", "latency"),
     "agent": ("exact_match", "tool_precision_recall", "vqa_accuracy", "ece", "latency"),
 }
+VQAV2_PREFIX = "vqav2:"
 
 
 class SuiteError(UserError):
@@ -44,8 +45,9 @@ class SuiteFile(BaseModel):
     task: Task
     description: str = ""
     data: str = Field(
-        description="a JSONL file (relative to the suite file) or a built-in dataset: "
-        "'easy-vqa:test', 'easy-vqa:train'"
+        description="a JSONL file (relative to the suite file), a built-in dataset: "
+        "'easy-vqa:test', 'easy-vqa:train', or the official VQA v2 question and annotation "
+        "files (relative to the suite file): 'vqav2:QUESTIONS.json,ANNOTATIONS.json'"
     )
     images: str | None = Field(
         None,
@@ -220,7 +222,13 @@ def load_suite(path: str | Path) -> Suite:
         if folder is not None and not folder.is_dir():
             raise SuiteError(f"{path}: field '{label}': folder {folder} not found")
     model = ROW_MODELS[suite_file.task]
-    if ":" in suite_file.data and not suite_file.data.endswith(".jsonl"):
+    data_path = path
+    if suite_file.data.startswith(VQAV2_PREFIX):
+        # Imported here because it builds on this module (SuiteError).
+        from sensorium.evals.vqav2 import vqav2_rows
+
+        rows, data_digest, data_path = vqav2_rows(suite_file.data, suite_file.task, base, images)
+    elif ":" in suite_file.data and not suite_file.data.endswith(".jsonl"):
         dataset_rows, data_digest, images = builtin_rows(suite_file.data, suite_file.task)
         rows = [_validate(model, row, path, 0) for row in dataset_rows]
     else:
@@ -234,7 +242,8 @@ def load_suite(path: str | Path) -> Suite:
         corpus=corpus,
         digest=hashlib.sha256(text.encode() + data_digest.encode()).hexdigest(),
     )
-    _check_images(suite, data_path if "data_path" in locals() else path)
+    if not suite_file.data.startswith(VQAV2_PREFIX):  # vqav2_rows checked them, per image
+        _check_images(suite, data_path)
     return suite
 
 
