@@ -82,8 +82,8 @@ def template_reply(
                 parts.append(f"{prefix}I could not find an answer ({decision.reason}).")
         else:
             answer = decision.answer or ""
-            decided = normalise_answer(answer)
-            experts = sorted({v.expert for v in decision.votes if v.normalised == decided})
+            # who backs the answer: said it, or said a more specific form of it
+            experts = sorted({v.expert for v in decision.votes if v.supports_answer})
             sentence = answer if answer.endswith(".") else f"{answer}."
             parts.append(
                 f"{prefix}{sentence[0].upper()}{sentence[1:]} "

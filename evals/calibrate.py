@@ -8,9 +8,10 @@ the one that scores best:
 - each expert's accuracy raised to a power p in (1, 2, 4, 8): larger p trusts the best
   expert more and lets a weak expert's vote count for less;
 - the same, per question kind, for kinds with enough samples (`min_kind_samples`);
-- the best expert alone (per kind where data allows, else overall).
+- the best expert alone (per kind where data allows, else overall), never abstaining.
 
-The last candidate reproduces the best single expert of each kind, so on the data it was
+Candidates are scored on what the user would have been told: an abstention scores 0. The
+last candidate reproduces the best single expert of each kind, so on the data it was
 fitted on, fusion with the chosen weights never scores below the best single expert. Whether
 that generalises is measured on a held-out split: weights fitted on the rest, scored on it.
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from sensorium.evals.metrics import vqa_accuracy
+from sensorium.evals.metrics import ANSWER_METRICS
 from sensorium.evals.results import SampleRecord
 from sensorium.evals.runner import RECORDS_FILE, read_records
 from sensorium.graphs import FittedWeights, FusionSettings, fuse
@@ -40,12 +41,16 @@ class Candidate(BaseModel):
     name: str
     weights: dict[str, float]
     kind_weights: dict[str, dict[str, float]] = {}
+    abstain_below: float | None = None  # None: the default threshold
 
     def settings(self) -> FusionSettings:
         """Fusion settings that apply these weights (unknown experts get none)."""
-        return FusionSettings(
+        settings = FusionSettings(
             weights=self.weights, kind_weights=self.kind_weights, default_weight=0.0
         )
+        if self.abstain_below is not None:
+            settings.abstain_below = self.abstain_below
+        return settings
 
 
 class SplitScores(BaseModel):
@@ -97,13 +102,15 @@ def calibrate(
     weights = FittedWeights(
         weights=chosen.weights,
         kind_weights=chosen.kind_weights,
+        abstain_below=chosen.abstain_below,
         fitted_on={"samples": len(usable), "candidate": chosen.name},
     )
     return Calibration(weights=weights, chosen=chosen.name, fitted=fitted, held_out=held_out)
 
 
 def replay(record: SampleRecord, settings: FusionSettings) -> float:
-    """The sample's VQA accuracy had fusion used these settings."""
+    """The sample's score, by its suite's answer metric, had fusion used these settings (an
+    abstention scores 0: the user was told nothing)."""
     evidence = [
         Evidence(
             expert=name, answer=answer.answer, confidence=answer.confidence, error=answer.error
@@ -111,7 +118,8 @@ def replay(record: SampleRecord, settings: FusionSettings) -> float:
         for name, answer in record.experts.items()
     ]
     decision = fuse(evidence, settings, record.kind)
-    return vqa_accuracy(decision.best_guess, record.expected)
+    metric = ANSWER_METRICS[record.answer_metric or "vqa_accuracy"]
+    return metric(None if decision.abstained else decision.answer, record.expected)
 
 
 def _fit(records: list[SampleRecord], min_kind_samples: int) -> Candidate:
@@ -151,9 +159,12 @@ def _candidates(records: list[SampleRecord], min_kind_samples: int) -> list[Cand
                 )
             )
     best = max(experts, key=lambda e: overall[e])
+    # An abstention scores 0 (the user was told nothing), so only a best expert that always
+    # answers reproduces that expert's accuracy.
     candidates.append(
         Candidate(
             name="best expert per kind" if kinds else "best expert",
+            abstain_below=0.0,
             weights={e: float(e == best) for e in experts},
             kind_weights={
                 k: {e: float(e == max(experts, key=lambda x: acc[x])) for e in experts}

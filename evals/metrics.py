@@ -1,7 +1,13 @@
 """Metrics of the evaluation harness, in plain Python.
 
-- VQA accuracy: the official VQA v2 rule. With ten human answers, the mean over the ten
-  leave-one-out subsets of min(1, matches / 3); with fewer answers, exact match against any.
+- VQA accuracy (`vqa_accuracy`): exactly what the official VQA evaluation (GT-Vision-Lab's
+  vqaEval.py) computes, quirks included: the prediction is normalised (punctuation, lower case,
+  number words, articles, contractions); the human answers lose punctuation only, and only
+  when they are not all the same; the score is the mean over the answers of min(1, matches
+  among the others / 3), for any number of answers (one answer: always 0).
+- Answer match (`answer_match`): 1 when the prediction equals any acceptable answer, both in
+  the normal form above. Lenient, for suites that list acceptable answers instead of ten human
+  ones (easy-VQA, the photo suites); never the official figure.
 - Captions (as in the COCO caption toolkit, on `caption_tokens`, an approximation of its
   PTB tokenizer):
   - BLEU-4: corpus-level clipped n-gram precisions (n = 1..4), geometric mean, brevity
@@ -19,34 +25,73 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from pydantic import BaseModel
 
-from sensorium.graphs.normalize import normalise_answer
+# The official evaluation's word tables, shared with fusion's answer normalisation.
+from sensorium.graphs.normalize import _ARTICLES, _CONTRACTIONS, _NUMBERS, strip_punctuation
 
 # VQA
 
 
 def vqa_accuracy(prediction: str | None, answers: Sequence[str]) -> float:
-    """VQA accuracy of one prediction, after official VQA normalisation of all strings.
+    """The official VQA accuracy of one prediction against the human answers.
 
-    With 10 or more answers (human answers, as in VQA v2): for each answer, drop it and score
-    min(1, m / 3), where m is how many of the remaining answers equal the prediction; return
-    the mean of these scores. With fewer answers (one or a few acceptable answers): 1.0 if
-    the prediction equals any answer, else 0.0. A None or empty prediction (also one that
-    normalises to the empty string) scores 0.0. Raises ValueError when `answers` is empty.
+    For each answer, drop it and score min(1, m / 3), where m is how many of the others equal
+    the prediction; return the mean. The prediction is put in the official normal form; the
+    answers are compared as given when they are all the same, else with punctuation removed
+    (the official script does no more to them). None (no answer given) scores 0.0. Raises
+    ValueError when `answers` is empty.
     """
     if not answers:
         raise ValueError("vqa_accuracy needs at least one answer")
-    predicted = normalise_answer(prediction) if prediction else ""
-    if not predicted:
+    if prediction is None:
         return 0.0
-    matches = [normalise_answer(answer) == predicted for answer in answers]
-    if len(answers) < 10:
-        return 1.0 if any(matches) else 0.0
-    total = sum(matches)
-    return sum(min(1.0, (total - dropped) / 3) for dropped in matches) / len(matches)
+    predicted = official_form(prediction)
+    humans = list(answers)
+    if len(set(humans)) > 1:
+        humans = [strip_punctuation(answer) for answer in humans]
+    scores = [
+        min(1.0, sum(other == predicted for j, other in enumerate(humans) if j != i) / 3)
+        for i in range(len(humans))
+    ]
+    return sum(scores) / len(scores)
+
+
+def answer_match(prediction: str | None, answers: Sequence[str]) -> float:
+    """1.0 when the prediction equals any acceptable answer in the official normal form.
+
+    A lenient score for suites that list acceptable answers (not the official VQA metric).
+    None, or a prediction that normalises to nothing, scores 0.0.
+    """
+    if not answers:
+        raise ValueError("answer_match needs at least one answer")
+    predicted = official_form(prediction) if prediction else ""
+    return float(bool(predicted) and any(official_form(a) == predicted for a in answers))
+
+
+# How a suite scores answers, by the metric's name (`Suite.answer_metric`).
+ANSWER_METRICS: dict[str, Callable[[str | None, Sequence[str]], float]] = {
+    "vqa_accuracy": vqa_accuracy,
+    "answer_match": answer_match,
+}
+
+# The official normal form. Its contraction table has "Im", "Ive", "Id've" and "I'dve" in
+# capitals, which never match the lower-cased words they are looked up with.
+_OFFICIAL_CONTRACTIONS = {
+    word: full
+    for word, full in _CONTRACTIONS.items()
+    if word not in {"im", "ive", "id've", "i'dve"}
+}
+
+
+def official_form(prediction: str) -> str:
+    """A prediction as vqaEval.py compares it: whitespace, punctuation, then lower case,
+    number words to digits, articles dropped, contractions restored."""
+    text = strip_punctuation(prediction.replace("\n", " ").replace("\t", " ").strip())
+    words = [_NUMBERS.get(word, word) for word in text.lower().split()]
+    return " ".join(_OFFICIAL_CONTRACTIONS.get(w, w) for w in words if w not in _ARTICLES)
 
 
 # Captions

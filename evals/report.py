@@ -26,7 +26,7 @@ _OTHER_SCOPES = ("turn", "retrieval", "routing")
 # Column order of the tables; metrics not listed follow in the order first seen.
 _METRIC_ORDER = (
     "accuracy",
-    "answered",
+    "coverage",
     "selective_accuracy",
     "ece",
     "bleu4",

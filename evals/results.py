@@ -44,6 +44,9 @@ class SampleRecord(BaseModel):
     ranked: list[str] = Field(default_factory=list, description="retrieval results, in order")
     reply: str | None = None
     score: float | None = Field(None, description="the sample's main score")
+    answer_metric: str | None = Field(
+        None, description="how answers were scored: 'vqa_accuracy' or 'answer_match'"
+    )
 
 
 class Failure(BaseModel):

@@ -62,7 +62,7 @@ def summarise(
             "latency_mean_ms": sum(latencies) / len(latencies)
         }
         results.counts["turn"] = len(latencies)
-    _keep_requested(results, suite.metrics)
+    _keep_requested(results, suite)
     experts = [s for s in results.metrics if s not in _OTHER_SCOPES and not s.startswith("tool:")]
     ranked = [s for s in experts if s != "fused" and results.main_metric in results.metrics[s]]
     if ranked:
@@ -74,7 +74,9 @@ _OTHER_SCOPES = {"fused", "turn", "retrieval", "routing"}
 
 
 def _score_answers(results: RunResults, records: list[SampleRecord]) -> None:
-    """VQA accuracy, answer rate, calibration and latency per expert and for the fusion."""
+    """Per expert and for the fusion: accuracy of what was said (no answer scores 0),
+    coverage (the share of samples answered), selective accuracy (accuracy on those),
+    calibration of the answers given, and latency."""
     if not records:
         return
     experts = sorted({name for r in records for name in r.experts})
@@ -82,21 +84,17 @@ def _score_answers(results: RunResults, records: list[SampleRecord]) -> None:
         answers = [r.experts.get(name, ExpertAnswer()) for r in records]
         answered = [a for a in answers if a.answer and not a.error]
         results.metrics[name] = {
-            "accuracy": sum(a.score or 0.0 for a in answers) / len(records),
-            "answered": len(answered) / len(records),
+            **_told(answers, answered),
             **_calibration(results, name, answered),
             **_latency([a.latency_ms for a in answered]),
         }
         results.counts[name] = len(records)
     fused = [r.fused or ExpertAnswer() for r in records]
-    committed = [f for f in fused if f.answer and not f.abstained]
+    # An abstention ("I am not sure") told the user nothing: it is no answer.
+    told = [f for f in fused if f.answer and not f.abstained]
     results.metrics["fused"] = {
-        "accuracy": sum(f.score or 0.0 for f in fused) / len(records),
-        "answered": len(committed) / len(records),
-        "selective_accuracy": (
-            sum(f.score or 0.0 for f in committed) / len(committed) if committed else 0.0
-        ),
-        **_calibration(results, "fused", [f for f in fused if f.answer]),
+        **_told(fused, told),
+        **_calibration(results, "fused", told),
     }
     results.counts["fused"] = len(records)
     wrong = [r for r in records if r.error or (r.fused and (r.fused.score or 0.0) < 1.0)]
@@ -107,6 +105,17 @@ def _score_answers(results: RunResults, records: list[SampleRecord]) -> None:
         _failure(r, (r.fused or ExpertAnswer()).answer, (r.fused or ExpertAnswer()).confidence)
         for r in wrong[:WORST_SHOWN]
     ]
+
+
+def _told(everything: list[ExpertAnswer], answered: list[ExpertAnswer]) -> dict[str, float]:
+    """Accuracy over every sample, coverage, and accuracy over the answered ones."""
+    return {
+        "accuracy": sum(a.score or 0.0 for a in answered) / len(everything),
+        "coverage": len(answered) / len(everything),
+        "selective_accuracy": (
+            sum(a.score or 0.0 for a in answered) / len(answered) if answered else 0.0
+        ),
+    }
 
 
 def _calibration(results: RunResults, scope: str, answers: list[ExpertAnswer]) -> dict[str, float]:
@@ -131,7 +140,7 @@ def _score_captions(results: RunResults, records: Sequence[SampleRecord]) -> Non
             "rouge_l": sum(rouge_l(c, refs) for c, refs in zip(candidates, references, strict=True))
             / len(records),
             "cider_d": sum(ciders) / len(records),
-            "answered": sum(1 for c in candidates if c) / len(records),
+            "coverage": sum(1 for c in candidates if c) / len(records),
             **_latency([a.latency_ms for a in answers if a.answer]),
         }
         results.counts[name] = len(records)
@@ -200,11 +209,12 @@ def _failure(
     )
 
 
-def _keep_requested(results: RunResults, metrics: list[str]) -> None:
+def _keep_requested(results: RunResults, suite: Suite) -> None:
     """Drop what the suite did not ask for (all of a task's metrics by default)."""
-    wanted = set(metrics)
+    wanted = set(suite.metrics)
     for scope, values in list(results.metrics.items()):
-        for name in [n for n in values if _metric_group(scope, n) not in wanted | {None}]:
+        groups = {name: _metric_group(scope, name, suite.answer_metric) for name in values}
+        for name in [n for n in values if groups[n] not in wanted | {None}]:
             del values[name]
         if not values:
             del results.metrics[scope]
@@ -215,14 +225,14 @@ def _keep_requested(results: RunResults, metrics: list[str]) -> None:
         results.latencies_ms = []
 
 
-def _metric_group(scope: str, name: str) -> str | None:
+def _metric_group(scope: str, name: str, answer_metric: str) -> str | None:
     """The suite metric a reported value belongs to (None: always reported)."""
     if scope.startswith("tool:"):
         return "tool_precision_recall"
     if name.startswith("latency"):
         return "latency"
-    if name == "answered":
+    if name == "coverage":
         return None
     if name in {"accuracy", "selective_accuracy"}:
-        return "vqa_accuracy"
+        return answer_metric
     return name

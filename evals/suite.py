@@ -29,6 +29,13 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "routing": ("exact_match", "tool_precision_recall", "latency"),
     "agent": ("exact_match", "tool_precision_recall", "vqa_accuracy", "ece", "latency"),
 }
+# Metrics a suite may ask for instead of its task's defaults: `answer_match` scores answers
+# against a list of acceptable ones, where the official VQA accuracy (ten human answers,
+# leave-one-out) would score a single acceptable answer 0.
+OPTIONAL_METRICS: dict[str, tuple[str, ...]] = {
+    "vqa": ("answer_match",),
+    "agent": ("answer_match",),
+}
 VQAV2_PREFIX = "vqav2:"
 
 
@@ -69,7 +76,7 @@ class SuiteFile(BaseModel):
 
     @model_validator(mode="after")
     def _known_metrics(self) -> SuiteFile:
-        allowed = TASK_METRICS[self.task]
+        allowed = TASK_METRICS[self.task] + OPTIONAL_METRICS.get(self.task, ())
         unknown = [m for m in self.metrics or [] if m not in allowed]
         if unknown:
             raise ValueError(
@@ -165,6 +172,12 @@ class Suite(BaseModel):
     def metrics(self) -> list[str]:
         """The metrics to report."""
         return list(self.file.metrics or TASK_METRICS[self.file.task])
+
+    @property
+    def answer_metric(self) -> Literal["vqa_accuracy", "answer_match"]:
+        """How answers are scored: the official VQA accuracy unless the suite asks for
+        `answer_match` (acceptable answers rather than ten human ones)."""
+        return "answer_match" if "answer_match" in self.metrics else "vqa_accuracy"
 
     def image_path(self, name: str) -> Path:
         """A row's image path, resolved against the image folder."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from sensorium.agent import Agent, TurnResult
-from sensorium.evals.metrics import reciprocal_rank, vqa_accuracy
+from sensorium.evals.metrics import ANSWER_METRICS, reciprocal_rank
 from sensorium.evals.results import ExpertAnswer, SampleRecord
 from sensorium.evals.suite import (
     AgentRow,
@@ -51,7 +51,7 @@ def run_vqa(agent: Agent, suite: Suite, row: Row, key: str) -> SampleRecord:
     image = suite.image_path(row.image)
     experts = suite.file.experts or default_experts(agent, "vqa")
     result, latency = _timed_turn(agent, row.question, [image], experts)
-    record = _answers(agent, result, row.answers, key, row.id, "vqa", latency)
+    record = _answers(agent, result, row.answers, key, row.id, suite, latency)
     return record.model_copy(
         update={"image": str(image), "prompt": row.question, "kind": question_kind(row.question)}
     )
@@ -63,7 +63,7 @@ def run_caption(agent: Agent, suite: Suite, row: Row, key: str) -> SampleRecord:
     image = suite.image_path(row.image)
     experts = suite.file.experts or default_experts(agent, "caption")
     result, latency = _timed_turn(agent, suite.file.request, [image], experts)
-    record = _answers(agent, result, None, key, row.id, "caption", latency)
+    record = _answers(agent, result, None, key, row.id, suite, latency)
     return record.model_copy(
         update={"image": str(image), "prompt": suite.file.request, "expected": row.references}
     )
@@ -125,7 +125,7 @@ def run_agent(agent: Agent, suite: Suite, row: Row, key: str) -> SampleRecord:
     names = [row.image] if isinstance(row.image, str) else row.image or []
     images = [suite.image_path(name) for name in names]
     result, latency = _timed_turn(agent, row.request, images, None)
-    record = _answers(agent, result, row.answers, key, row.id, "agent", latency)
+    record = _answers(agent, result, row.answers, key, row.id, suite, latency)
     chosen = list(dict.fromkeys(call.tool for call in result.plan.calls))
     if result.plan.follow_up is not None:
         chosen = list(dict.fromkeys([*chosen, *result.plan.follow_up.tools]))
@@ -167,14 +167,15 @@ def _answers(
     answers: list[str] | None,
     key: str,
     sample_id: str,
-    task: str,
+    suite: Suite,
     latency: float,
 ) -> SampleRecord:
-    """Each answering expert's answer and the fused decision, scored by VQA accuracy when
-    answers exist (a retrieval or an embedding is not an answer)."""
+    """Each answering expert's answer and the fused decision, scored with the suite's answer
+    metric when answers exist (a retrieval or an embedding is not an answer)."""
+    metric = ANSWER_METRICS[suite.answer_metric]
 
     def score(answer: str | None) -> float | None:
-        return vqa_accuracy(answer, answers) if answers else None
+        return metric(answer, answers) if answers else None
 
     experts = {
         evidence.expert: ExpertAnswer(
@@ -189,25 +190,26 @@ def _answers(
         or agent.registry.get(evidence.expert).answers_questions
     }
     decision = result.decisions[0] if result.decisions else Decision()
-    # Fusion is scored on its leading answer, abstaining or not, so it is compared with the
-    # experts on the same footing; abstention is reported separately (the fused `answered` rate).
+    # The user was told the decided answer, or "I am not sure" (an abstention scores 0); the
+    # leading answer is kept either way, to show in the failures.
     fused = ExpertAnswer(
         answer=decision.best_guess,
         confidence=decision.confidence,
-        score=score(decision.best_guess),
+        score=score(None if decision.abstained else decision.answer),
         abstained=decision.abstained,
     )
     errors = [f"{name}: {e.error}" for name, e in experts.items() if e.error]
     return SampleRecord(
         key=key,
         id=sample_id,
-        task=task,
+        task=suite.task,
         latency_ms=latency,
         expected=answers or [],
         experts=experts,
         fused=fused,
         error="; ".join(errors) or None,
         score=fused.score,
+        answer_metric=suite.answer_metric,
     )
 
 

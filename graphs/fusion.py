@@ -58,6 +58,8 @@ class FusionSettings(BaseModel):
             fitted = read_weights_file(self.weights_file)
             self.weights = fitted.weights | self.weights
             self.kind_weights = fitted.kind_weights | self.kind_weights
+            if fitted.abstain_below is not None and "abstain_below" not in self.model_fields_set:
+                self.abstain_below = fitted.abstain_below
         return self
 
     def weight(self, expert: str, kind: str | None = None) -> float:
@@ -72,6 +74,9 @@ class FittedWeights(BaseModel):
 
     weights: dict[str, float] = Field(default_factory=dict)
     kind_weights: dict[str, dict[str, float]] = Field(default_factory=dict)
+    abstain_below: float | None = Field(
+        None, ge=0.0, le=1.0, description="the threshold the fit chose (None: keep the configured)"
+    )
     fitted_on: dict[str, object] = Field(
         default_factory=dict, description="the run, its samples and the scores behind the fit"
     )

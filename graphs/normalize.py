@@ -54,7 +54,8 @@ _PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
 _COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
 
 
-def _strip_punctuation(text: str) -> str:
+def strip_punctuation(text: str) -> str:
+    """The official VQA evaluation's punctuation rule (vqaEval.py's processPunctuation)."""
     out = text
     for mark in _PUNCTUATION:
         # A mark touching a space, or any digit comma in the text, is deleted; otherwise it
@@ -63,14 +64,15 @@ def _strip_punctuation(text: str) -> str:
             out = out.replace(mark, "")
         else:
             out = out.replace(mark, " ")
-    return _PERIOD_STRIP.sub("", out)
+    # vqaEval.py passes re.UNICODE (32) where re.sub takes its count: at most 32 periods go.
+    return _PERIOD_STRIP.sub("", out, count=32)
 
 
 def normalise_answer(answer: str) -> str:
     """An answer in the official VQA normal form, so equal answers compare equal."""
     text = answer.replace("\n", " ").replace("\t", " ").strip()
     words = []
-    for word in _strip_punctuation(text).lower().split():
+    for word in strip_punctuation(text).lower().split():
         word = _NUMBERS.get(word, word)
         if word not in _ARTICLES:
             words.append(_CONTRACTIONS.get(word, word))

@@ -19,7 +19,13 @@ def record(n: int, kind: str, truth: str, votes: dict[str, tuple[str, float]]) -
         for name, (answer, confidence) in votes.items()
     }
     return SampleRecord(
-        key=f"k:{n}", id=f"s{n}", task="vqa", kind=kind, expected=[truth], experts=experts
+        key=f"k:{n}",
+        id=f"s{n}",
+        task="vqa",
+        kind=kind,
+        expected=[truth],
+        experts=experts,
+        answer_metric="answer_match",  # one acceptable answer
     )
 
 
@@ -89,6 +95,19 @@ def test_configuration_reads_a_weights_file(tmp_path: Path) -> None:
     assert fusion.weight("colours", "colour") > fusion.weight("classify", "colour")
     settings = Settings(fusion={"weights_file": str(path)})  # type: ignore[arg-type]
     assert settings.fusion.kind_weights
+
+
+def test_an_abstention_scores_nothing_and_a_fitted_threshold_travels_in_the_file(
+    tmp_path: Path,
+) -> None:
+    unsure = record(0, "animal", "cat", {"classify": ("cat", 0.1)})  # right, but at 10%
+    assert replay(unsure, FusionSettings()) == 0.0  # fusion abstains: the user got no answer
+    assert replay(unsure, FusionSettings(abstain_below=0.0)) == 1.0
+    path = tmp_path / "weights.json"
+    path.write_text('{"weights": {"classify": 1.0}, "abstain_below": 0.0}')
+    assert FusionSettings(weights_file=path).abstain_below == 0.0
+    assert FusionSettings(weights_file=path, abstain_below=0.4).abstain_below == 0.4  # config wins
+    assert FusionSettings().abstain_below == 0.25
 
 
 def test_a_missing_or_broken_weights_file_says_what_to_do(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from sensorium.evals.metrics import (
+    answer_match,
     bleu4,
     caption_tokens,
     cider_d,
@@ -49,25 +50,62 @@ def test_vqa_leave_one_out(matching: int, expected: float) -> None:
     assert vqa("2", ten(matching)) == pytest.approx(expected)
 
 
-def test_vqa_normalises_prediction_and_answers() -> None:
-    assert vqa("Two", ["2"]) == 1.0  # "two" -> "2"
-    assert vqa("a cat", ["cat"]) == 1.0  # article dropped
-    assert vqa("cat", ["The Cat."]) == 1.0
-    assert vqa("Two", ten(3, "two")) == pytest.approx(0.9)  # as the 3-match case above
+def test_vqa_normalises_the_prediction_always() -> None:
+    # The prediction loses punctuation, case, number words and articles, whatever the answers.
+    assert vqa("Two.", ten(3)) == pytest.approx(0.9)  # "two" -> "2": as the 3-match case
+    assert vqa("one", ["1"] * 10) == 1.0  # identical answers, but the prediction normalises
+    assert vqa("A Cat", ["cat"] * 10) == 1.0
+    assert vqa("dont", ["don't"] * 10) == 1.0  # a contraction restored
 
 
-def test_vqa_few_answers_is_exact_match_against_any() -> None:
-    assert vqa("dog", ["cat", "dog"]) == 1.0
-    assert vqa("bird", ["cat", "dog"]) == 0.0
-    assert vqa("2", ["2"] * 9) == 1.0  # fewer than 10: no leave-one-out
+def test_vqa_normalises_human_answers_only_by_punctuation_and_only_when_they_differ() -> None:
+    # All ten the same: compared as given, so a capital letter or a number word never matches.
+    assert vqa("yes", ["Yes"] * 10) == 0.0
+    assert vqa("1", ["one"] * 10) == 0.0
+    # Not all the same: punctuation goes ("yes." -> "yes"), but case and number words stay.
+    assert vqa("yes", ["yes."] * 3 + ["no"] * 7) == pytest.approx(0.9)
+    # ... and a mark between words or at the end becomes a space, never stripped: "yes " != "yes"
+    assert vqa("yes", ["yes!"] * 3 + ["no"] * 7) == 0.0
+    assert vqa("yes", ["Yes"] * 3 + ["no"] * 7) == 0.0
+    assert vqa("1", ["one"] * 3 + ["2"] * 7) == 0.0
+    # "black-white": a mark between letters becomes a space; next to a space it goes.
+    assert vqa("black white", ["black-white"] * 4 + ["red"] * 6) == 1.0
+    assert vqa("black white", ["black-white"] * 10) == 0.0  # identical: left as it is
 
 
-def test_vqa_empty_prediction_and_answers() -> None:
-    assert vqa(None, ["cat"]) == 0.0
-    assert vqa("", ["cat"]) == 0.0
-    assert vqa("the", ["the"]) == 0.0  # normalises to the empty string
-    with pytest.raises(ValueError):
+def test_vqa_leave_one_out_for_any_number_of_answers() -> None:
+    assert vqa("cat", ["cat"]) == 0.0  # one answer: the one left out is the only match
+    # two equal answers: each subset keeps one match -> 1/3
+    assert vqa("cat", ["cat", "cat"]) == pytest.approx(1 / 3)
+    # five acceptable answers, one matching: 4 subsets keep it (1/3), 1 does not: 4/15
+    assert vqa("suit", ["spacesuit", "space suit", "suit", "flight suit", "orange"]) == (
+        pytest.approx(4 / 15)
+    )
+    assert vqa("2", ["2"] * 9) == 1.0  # every subset keeps 8 matches
+
+
+def test_vqa_counts_at_most_thirty_two_periods_like_the_official_script() -> None:
+    # vqaEval.py passes re.UNICODE (32) as re.sub's count: the 33rd period stays.
+    assert vqa("a" + "." * 33, ["a."] * 4 + ["b"] * 6) == 0.0
+    assert vqa("x" + "." * 32, ["x"] * 10) == 1.0
+
+
+def test_vqa_no_prediction_and_no_answers() -> None:
+    assert vqa(None, ["cat"] * 10) == 0.0
+    assert vqa("", [""] * 10) == 1.0  # the official script compares strings, empty ones too
+    with pytest.raises(ValueError, match="at least one answer"):
         vqa("cat", [])
+
+
+def test_answer_match_is_the_lenient_score_for_acceptable_answers() -> None:
+    assert answer_match("Two", ["2"]) == 1.0
+    assert answer_match("a cat", ["The Cat."]) == 1.0
+    assert answer_match("suit", ["spacesuit", "space suit", "suit"]) == 1.0
+    assert answer_match("bird", ["cat", "dog"]) == 0.0
+    assert answer_match(None, ["cat"]) == 0.0
+    assert answer_match("the", ["the"]) == 0.0  # normalises to nothing: no answer
+    with pytest.raises(ValueError, match="at least one answer"):
+        answer_match("cat", [])
 
 
 # Caption tokens

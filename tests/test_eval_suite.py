@@ -23,11 +23,18 @@ def write_suite(folder: Path, rows: list[object], **fields: object) -> Path:
     lines = [row if isinstance(row, str) else json.dumps(row) for row in rows]
     (folder / "data.jsonl").write_text("\n".join(lines) + "\n")
     suite = {"name": "mine", "task": "vqa", "data": "data.jsonl", "images": "images"} | fields
+    if suite["task"] in LISTED_ANSWERS and "metrics" not in fields:
+        suite["metrics"] = LISTED_ANSWERS[suite["task"]]  # the rows list acceptable answers
     path = folder / "suite.yaml"
     path.write_text("\n".join(f"{key}: {json.dumps(value)}" for key, value in suite.items()))
     return path
 
 
+# The test rows list acceptable answers, not ten human ones: they are scored by answer_match.
+LISTED_ANSWERS = {
+    "vqa": ["answer_match", "ece", "latency"],
+    "agent": ["exact_match", "tool_precision_recall", "answer_match", "ece", "latency"],
+}
 VQA_ROW = {"id": "q1", "image": "chelsea.jpg", "question": "What animal?", "answers": ["cat"]}
 
 
@@ -35,7 +42,14 @@ def test_a_hand_written_suite_loads(tmp_path: Path) -> None:
     path = write_suite(tmp_path, [VQA_ROW, VQA_ROW | {"id": "q2", "question": "Is it a dog?"}])
     suite = load_suite(path)
     assert (suite.name, suite.task, len(suite.rows)) == ("mine", "vqa", 2)
-    assert suite.metrics == list(TASK_METRICS["vqa"])
+    assert suite.metrics == LISTED_ANSWERS["vqa"] and suite.answer_metric == "answer_match"
+
+
+def test_a_vqa_suite_scores_with_the_official_metric_unless_it_asks_otherwise(
+    tmp_path: Path,
+) -> None:
+    suite = load_suite(write_suite(tmp_path, [VQA_ROW], metrics=None))
+    assert suite.metrics == list(TASK_METRICS["vqa"]) and suite.answer_metric == "vqa_accuracy"
     assert suite.image_path("chelsea.jpg").is_file()
     assert len(suite.digest) == 64
 

@@ -125,6 +125,7 @@ def show_run(outcome: RunOutcome) -> None:
 
 LABELS = {
     "accuracy": "acc",
+    "coverage": "coverage",
     "selective_accuracy": "acc answered",
     "latency_p50_ms": "p50 ms",
     "latency_p95_ms": "p95 ms",
