@@ -82,7 +82,12 @@ def _load_local(settings: LLMSettings) -> BaseChatModel:
     check_gguf(path)
     if importlib.util.find_spec("llama_cpp") is None:  # found, not imported: it stays out
         raise ModelUnavailableError(f"llama.cpp backend is not installed; {INSTALL_HINT}")
-    from sensorium.agent.local_llm import ChatLocalLLM, LocalLLMServer
+    try:
+        from sensorium.agent.local_llm import ChatLocalLLM, LocalLLMServer
+    except ImportError:  # its client is langchain-openai's
+        raise ModelUnavailableError(
+            f"the smollm2 backend needs langchain-openai; {INSTALL_HINT}"
+        ) from None
 
     server = LocalLLMServer(path, context_tokens=settings.context_tokens, seed=settings.seed)
     return ChatLocalLLM.for_server(

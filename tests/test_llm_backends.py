@@ -253,12 +253,14 @@ def test_ollama_defaults_to_the_local_server() -> None:
     [
         ("openai", "langchain_openai", "langchain-openai"),
         ("ollama", "langchain_ollama", "langchain-ollama"),
+        ("smollm2", "langchain_openai", "langchain-openai"),  # the local LLM's client
     ],
 )
 def test_a_missing_backend_package_names_the_extra(
     backend: str, module: str, package: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # makes the import fail
+    monkeypatch.delitem(sys.modules, "sensorium.agent.local_llm", raising=False)
     settings = LLMSettings(backend=backend, base_url=dead_url(), model="m")
     message = rf"^the {backend} backend needs {package}; .*pip install 'sensorium\[llm\]'$"
     with pytest.raises(ModelUnavailableError, match=message):
