@@ -147,6 +147,7 @@ class LocalLLMServer:
         one is reaped, a hung one stopped (both start again on the next call). None when the
         failure was not the child's (an HTTP error it answered with)."""
         chain = exception_chain(error)
+        transport = any(is_transport(e) for e in chain)
         process = self._process
         if any(is_timeout(e) for e in chain):
             self.stop()
@@ -154,7 +155,7 @@ class LocalLLMServer:
                 "the local LLM did not answer in time and was stopped; the next call restarts "
                 "it (raise llm.timeout_s if it is only slow)"
             )
-        if process is not None and any(is_transport(e) for e in chain):
+        if process is not None and transport:
             # A dying process closes its socket a moment before its exit status is known.
             with suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=1.0)
@@ -165,7 +166,7 @@ class LocalLLMServer:
                 f"the local LLM process crashed ({reason}); "
                 "this turn goes on without it and the next call restarts it"
             )
-        if any(is_transport(e) for e in chain):
+        if transport:
             self.stop()
             return ModelUnavailableError(
                 f"the local LLM dropped the connection ({type(error).__name__}); "

@@ -29,8 +29,7 @@ from collections.abc import Callable, Collection, Sequence
 
 from pydantic import BaseModel
 
-# The official evaluation's word tables, shared with fusion's answer normalisation.
-from sensorium.graphs.normalize import _ARTICLES, _CONTRACTIONS, _NUMBERS, strip_punctuation
+from sensorium.graphs.normalize import official_form, strip_punctuation
 
 # VQA
 
@@ -76,23 +75,6 @@ ANSWER_METRICS: dict[str, Callable[[str | None, Sequence[str]], float]] = {
     "vqa_accuracy": vqa_accuracy,
     "answer_match": answer_match,
 }
-
-# The official normal form. Its contraction table has "Im", "Ive", "Id've" and "I'dve" in
-# capitals, which never match the lower-cased words they are looked up with.
-_OFFICIAL_CONTRACTIONS = {
-    word: full
-    for word, full in _CONTRACTIONS.items()
-    if word not in {"im", "ive", "id've", "i'dve"}
-}
-
-
-def official_form(prediction: str) -> str:
-    """A prediction as vqaEval.py compares it: whitespace, punctuation, then lower case,
-    number words to digits, articles dropped, contractions restored."""
-    text = strip_punctuation(prediction.replace("\n", " ").replace("\t", " ").strip())
-    words = [_NUMBERS.get(word, word) for word in text.lower().split()]
-    return " ".join(_OFFICIAL_CONTRACTIONS.get(w, w) for w in words if w not in _ARTICLES)
-
 
 # Captions
 

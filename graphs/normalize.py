@@ -70,10 +70,30 @@ def strip_punctuation(text: str) -> str:
 
 def normalise_answer(answer: str) -> str:
     """An answer in the official VQA normal form, so equal answers compare equal."""
+    return _normal_form(answer, _CONTRACTIONS)
+
+
+# The official script's own contraction table has "Im", "Ive", "Id've" and "I'dve" in
+# capitals, which never match the lower-cased words they are looked up with.
+_OFFICIAL_CONTRACTIONS = {
+    word: full
+    for word, full in _CONTRACTIONS.items()
+    if word not in {"im", "ive", "id've", "i'dve"}
+}
+
+
+def official_form(answer: str) -> str:
+    """`normalise_answer` to the letter of vqaEval.py, quirks included (the metric's form)."""
+    return _normal_form(answer, _OFFICIAL_CONTRACTIONS)
+
+
+def _normal_form(answer: str, contractions: dict[str, str]) -> str:
+    """Whitespace, punctuation, then lower case, number words to digits, articles dropped,
+    contractions restored."""
     text = answer.replace("\n", " ").replace("\t", " ").strip()
     words = []
     for word in strip_punctuation(text).lower().split():
         word = _NUMBERS.get(word, word)
         if word not in _ARTICLES:
-            words.append(_CONTRACTIONS.get(word, word))
+            words.append(contractions.get(word, word))
     return " ".join(words)
