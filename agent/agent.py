@@ -6,26 +6,35 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AnyMessage, HumanMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, HumanMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from PIL import Image
-from pydantic import BaseModel, Field
 
+from sensorium.agent.events import (
+    DecisionEvent,
+    EvidenceEvent,
+    ReplyEvent,
+    TokenEvent,
+    ToolCallEvent,
+    TurnEvent,
+    TurnResult,
+)
 from sensorium.agent.llm import load_chat_model
-from sensorium.agent.planner import AgentPlanner
+from sensorium.agent.planner import ChatPlanner, can_call_tools
+from sensorium.agent.prompts import OWN_ANSWER_NOTE
 from sensorium.agent.responder import AgentResponder
 from sensorium.agent.router import Router
+from sensorium.agent.router_model import RouterChatModel
 from sensorium.agent.settings import Settings
 from sensorium.graphs import Decision, Plan, compile_graph, memory_checkpointer
 from sensorium.tools import (
-    Evidence,
     ImageRef,
     ImageStore,
     ModelHost,
@@ -41,57 +50,6 @@ from sensorium.tools.lite_models import embed_texts
 from sensorium.tools.vector_index import ImageIndex, SearchHit, open_client
 
 ImageInput = str | Path | bytes | Image.Image | ImageRef
-
-
-class TurnResult(BaseModel):
-    """Everything one turn produced: the reply, the decision, the plan and the evidence."""
-
-    thread_id: str
-    question: str
-    reply: str
-    answer: str | None = Field(None, description="the decided answer of the first image")
-    confidence: float = 0.0
-    abstained: bool = True
-    decisions: list[Decision] = Field(default_factory=list)
-    plan: Plan = Field(default_factory=Plan)
-    evidence: list[Evidence] = Field(default_factory=list)
-    images: list[ImageRef] = Field(default_factory=list)
-
-    def summary(self) -> dict[str, Any]:
-        """The stable JSON shape the CLI prints with `--json`."""
-        return {
-            "thread_id": self.thread_id,
-            "question": self.question,
-            "answer": self.answer,
-            "confidence": round(self.confidence, 4),
-            "abstained": self.abstained,
-            "reply": self.reply,
-            "plan": [
-                {"tool": c.tool, "arguments": _plain(c.arguments), "source": c.source}
-                for c in self.plan.calls
-            ],
-            "follow_up": self.plan.follow_up.model_dump() if self.plan.follow_up else None,
-            "plan_notes": self.plan.notes,
-            "llm_error": self.plan.llm_error,
-            "evidence": [
-                {
-                    "expert": e.expert,
-                    "answer": e.answer,
-                    "confidence": round(e.confidence, 4),
-                    "latency_ms": round(e.latency_ms, 1),
-                    "error": e.error,
-                    "image": e.image,
-                    "payload": {k: v for k, v in e.payload.items() if k != "vector"},
-                }
-                for e in self.evidence
-            ],
-            "decisions": [d.model_dump(mode="json") for d in self.decisions],
-            "images": [i.model_dump(mode="json") for i in self.images],
-        }
-
-
-def _plain(arguments: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.sha256 if isinstance(v, ImageRef) else v) for k, v in arguments.items()}
 
 
 def check_question(question: object, max_chars: int) -> str:
@@ -155,6 +113,8 @@ class Agent:
             joint_encoder=lambda: self.encoder,
         )
         self.registry = registry or Registry.discover(self.settings.tools, self.settings.profile)
+        packaged = chat_model == "auto" and self.settings.llm.backend == "smollm2"
+        packaged = packaged and self.settings.llm.model_path is None
         if chat_model == "auto":
             try:
                 chat_model = load_chat_model(self.settings.llm, self.host)
@@ -168,14 +128,17 @@ class Agent:
             max_tools=self.settings.planner.max_tools,
             profile=self.settings.profile,
         )
-        self.planner = AgentPlanner(
-            self.registry,
-            self.router,
-            chat_model,
-            self.settings.planner,
-            image_matcher=self.best_match,
+        router_model = RouterChatModel(
+            router=self.router, registry=self.registry, image_matcher=self.best_match
         )
-        self.responder = AgentResponder(chat_model)
+        planning = self._planning_model(chat_model, router_model, packaged)
+        self.planner = ChatPlanner(
+            planning,
+            self.registry,
+            router=router_model if planning is not router_model else None,
+            history_turns=self.settings.planner.history_turns,
+        )
+        self.responder = AgentResponder(chat_model, self.registry)
         self.graph: CompiledStateGraph[Any, Any, Any, Any] = compile_graph(
             planner=self.planner,
             responder=self.responder,
@@ -183,8 +146,23 @@ class Agent:
             context=self.context,
             fusion=self.settings.fusion,
             expert_timeout_s=self.settings.expert_timeout_s,
+            max_steps=self.settings.planner.max_steps,
             checkpointer=checkpointer or memory_checkpointer(),
         )
+
+    def _planning_model(
+        self, llm: BaseChatModel | None, router: RouterChatModel, packaged: bool
+    ) -> BaseChatModel:
+        """Who plans (`planner.policy`): the LLM when it can call tools, else the router."""
+        policy = self.settings.planner.policy
+        if llm is None or policy == "router" or (policy == "auto" and packaged):
+            return router
+        if not can_call_tools(llm):
+            self.warnings.append(
+                f"the chat model ({type(llm).__name__}) cannot call tools; the router plans"
+            )
+            return router
+        return llm
 
     @property
     def encoder(self) -> JointEncoder:
@@ -288,10 +266,68 @@ class Agent:
     ) -> TurnResult:
         """Run one turn on a thread (a new thread when `thread_id` is None).
 
-        `images` replaces the thread's images; None keeps those of the previous turn, so a
-        follow-up question is about the same pictures (a new thread starts with none).
+        `images` replaces the thread's attached images; None keeps those of the previous turn,
+        so a follow-up question is about the same pictures (a new thread starts with none).
         `tools` asks exactly these experts instead of letting the planner choose.
         """
+        turn, config = self._turn(question, images, thread_id, tools)
+        # durability="exit": the thread is checkpointed once, as the turn ends (or fails),
+        # instead of after each step (LangGraph's default, "async"): with SQLite that was most
+        # of a turn's fixed overhead. Nothing resumes a turn part-way, and a turn that raises
+        # still saves what it reached; a crash mid-turn leaves the thread as its last finished
+        # turn left it. `ask` returns once the save is committed.
+        state = self.graph.invoke(turn, config, durability="exit")
+        return self._result(config, turn["question"], state)
+
+    def stream(
+        self,
+        question: str,
+        images: Sequence[ImageInput] | None = None,
+        *,
+        thread_id: str | None = None,
+        tools: Sequence[str] | None = None,
+    ) -> Iterator[TurnEvent]:
+        """Run one turn like `ask`, yielding its events as they happen: each tool call as it
+        is planned, each piece of evidence as it lands, each decision, the LLM's text as it
+        streams, and last a `ReplyEvent` with the `TurnResult`."""
+        turn, config = self._turn(question, images, thread_id, tools)
+        decided = 0
+        for mode, data in self.graph.stream(
+            turn, config, stream_mode=["updates", "messages"], durability="exit"
+        ):
+            if mode == "messages":
+                chunk, meta = cast(tuple[Any, dict[str, Any]], data)
+                node = str(meta.get("langgraph_node", ""))
+                text = chunk.text if isinstance(chunk, AIMessageChunk | AIMessage) else ""
+                if text and node in ("agent", "respond"):
+                    yield TokenEvent(text=text, node=node)
+                continue
+            assert isinstance(data, dict)
+            for node, update in data.items():
+                if not isinstance(update, dict):
+                    continue
+                if node == "agent" and "messages" in update:
+                    plan: Plan = update["plan"]
+                    for call in plan.step_calls(plan.steps):
+                        yield ToolCallEvent(call=call)
+                for evidence in update.get("evidence", []) if node == "expert" else []:
+                    yield EvidenceEvent(evidence=evidence)
+                if node == "observe":
+                    decisions: list[Decision] = update.get("decisions", [])
+                    for decision in decisions[decided:]:
+                        yield DecisionEvent(decision=decision)
+                    decided = len(decisions)
+        state = self.graph.get_state(config).values
+        yield ReplyEvent(result=self._result(config, turn["question"], state))
+
+    def _turn(
+        self,
+        question: str,
+        images: Sequence[ImageInput] | None,
+        thread_id: str | None,
+        tools: Sequence[str] | None,
+    ) -> tuple[dict[str, Any], Any]:
+        """The graph input and config of a turn; bad input raises before anything runs."""
         text = check_question(question, self.settings.max_question_chars)
         requested = self._check_tools(tools) if tools is not None else None
         turn: dict[str, Any] = {
@@ -301,26 +337,34 @@ class Agent:
         }
         if images is not None:
             turn["images"] = [self.add_image(image) for image in images]
-        thread = thread_id or uuid.uuid4().hex
-        # durability="exit": the thread is checkpointed once, as the turn ends (or fails),
-        # instead of after each of its five steps (LangGraph's default, "async"): with SQLite
-        # that was most of a turn's fixed overhead. Nothing resumes a turn part-way, and a turn
-        # that raises still saves what it reached, as before; a crash mid-turn leaves the
-        # thread as its last finished turn left it. `ask` returns once the save is committed.
-        state = self.graph.invoke(turn, {"configurable": {"thread_id": thread}}, durability="exit")
+        config = {"configurable": {"thread_id": thread_id or uuid.uuid4().hex}}
+        return turn, config
+
+    def _result(self, config: Any, question: str, state: dict[str, Any]) -> TurnResult:
         decisions: list[Decision] = state.get("decisions", [])
+        plan: Plan = state.get("plan", Plan())
+        evidence = state.get("evidence", [])
         first = decisions[0] if decisions else None
+        used = {e.image for e in evidence if e.image}
+        known = {image.sha256: image for image in state.get("gallery", [])}
+        attached = list(state.get("images", []))
+        images = attached + [known[s] for s in known if s in used and known[s] not in attached]
+        reply = state.get("reply", "")
+        answered_by = "experts" if evidence else "nobody"
+        if not evidence and reply.endswith(OWN_ANSWER_NOTE):
+            answered_by = "llm"
         return TurnResult(
-            thread_id=thread,
-            question=text,
-            reply=state.get("reply", ""),
+            thread_id=config["configurable"]["thread_id"],
+            question=question,
+            reply=reply,
             answer=first.answer if first else None,
             confidence=first.confidence if first else 0.0,
             abstained=first.abstained if first else True,
+            answered_by=answered_by,  # type: ignore[arg-type]
             decisions=decisions,
-            plan=state.get("plan", Plan()),
-            evidence=state.get("evidence", []),
-            images=state.get("images", []),
+            plan=plan,
+            evidence=evidence,
+            images=images,
         )
 
     def _check_tools(self, tools: Sequence[str]) -> list[str]:
@@ -340,10 +384,18 @@ class Agent:
         if isinstance(checkpointer, BaseCheckpointSaver):
             checkpointer.delete_thread(thread_id)
 
-    def history(self, thread_id: str) -> list[AnyMessage]:
-        """The messages of a thread so far (empty for an unknown thread)."""
+    def history(self, thread_id: str, *, tool_messages: bool = False) -> list[AnyMessage]:
+        """The messages of a thread so far (empty for an unknown thread): the questions and
+        replies, and with `tool_messages` also the planner's calls and their results."""
         snapshot = self.graph.get_state({"configurable": {"thread_id": thread_id}})
-        return list(snapshot.values.get("messages", []))
+        messages: list[AnyMessage] = list(snapshot.values.get("messages", []))
+        if tool_messages:
+            return messages
+        return [
+            m
+            for m in messages
+            if isinstance(m, HumanMessage) or (isinstance(m, AIMessage) and not m.tool_calls)
+        ]
 
 
 def build_graph(

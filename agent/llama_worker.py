@@ -6,6 +6,10 @@ model with llama-cpp-python's OpenAI-compatible server on a Unix socket.
 never imports llama.cpp: a segfault, an abort or an illegal instruction here ends this
 process only. A problem this process can name is one line on stderr
 and exit status `EXIT_UNUSABLE`; it also exits when its parent is gone.
+
+The 'chatml-function-calling' format (SmolLM2's default) is served with its prompt mended
+(`verbatim_messages`): llama-cpp-python renders it with HTML autoescaping, drops tool results
+and lists the tools only inside a system message.
 """
 
 from __future__ import annotations
@@ -16,13 +20,16 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, cast
 
 EXIT_UNUSABLE = 3
 INSTALL_HINT = "install the LLM extra: pip install 'sensorium[llm]'"
 # The name the server gives the model; clients ask for it by this name.
 MODEL_ALIAS = "local"
+# llama-cpp-python's ChatML format that answers with OpenAI tool calls (SmolLM2's default).
+FUNCTION_CALLING_FORMAT = "chatml-function-calling"
 
 # llama.cpp's names for x86 instruction-set extensions -> the Linux /proc/cpuinfo flag.
 CPU_FLAGS = {
@@ -91,6 +98,80 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
+def verbatim_messages(messages: list[dict[str, Any]], tools: bool) -> list[dict[str, Any]]:
+    """OpenAI chat messages as 'chatml-function-calling' must get them to render faithfully.
+
+    Its template escapes HTML ("What's" reaches the model as "What&#39;s", a past call's
+    arguments as {&#34;image&#34;: ...}): text is marked safe, so it goes in verbatim. It has
+    no place for a tool's result (a 'tool' message vanished, leaving a bare
+    "<|im_start|>tool"): a result becomes a user turn, "functions.<name> returned:" and the
+    result. And it lists the tools in the system message only: with tools and no system
+    message, an empty one is added.
+    """
+    from markupsafe import Markup
+
+    names: dict[str, str] = {}  # tool_call_id -> the tool's name
+    mended: list[dict[str, Any]] = []
+    for message in messages:
+        message = dict(message)
+        content = message.get("content")
+        if isinstance(content, str):
+            message["content"] = Markup(content)
+        if message.get("tool_calls"):
+            calls = []
+            for index, call in enumerate(message["tool_calls"]):
+                function = dict(call["function"])
+                names[call.get("id") or ""] = function["name"]
+                # one call a line, as the system message shows them (the template joins them)
+                end = "\n" if index + 1 < len(message["tool_calls"]) else ""
+                function["arguments"] = Markup((function.get("arguments") or "{}") + end)
+                calls.append({**call, "function": function})
+            message["tool_calls"] = calls
+        if message.get("role") in {"tool", "function"}:
+            name = names.get(message.get("tool_call_id") or "") or message.get("name") or "tool"
+            result = content if isinstance(content, str) else str(content)
+            message = {"role": "user", "content": Markup(f"functions.{name} returned:\n{result}")}
+        mended.append(message)
+    if tools and not any(message.get("role") == "system" for message in mended):
+        mended.insert(0, {"role": "system", "content": Markup("")})
+    return mended
+
+
+def serve_verbatim_function_calling() -> None:
+    """Register 'chatml-function-calling' anew, as llama-cpp-python's own handler fed
+    `verbatim_messages` (this process only)."""
+    from llama_cpp import llama_chat_format
+
+    upstream: Callable[..., Any] = llama_chat_format.chatml_function_calling
+
+    def handler(llama: Any, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
+        tools = bool(kwargs.get("tools") or kwargs.get("functions"))
+        return upstream(llama, verbatim_messages(messages, tools), **kwargs)
+
+    registry = cast(Any, llama_chat_format.LlamaChatCompletionHandlerRegistry)()  # a singleton
+    registry.register_chat_completion_handler(FUNCTION_CALLING_FORMAT, handler, overwrite=True)
+
+
+def _check_chat_format(name: str) -> None:
+    """Fail (one line) unless llama-cpp-python knows the chat format `name`: a registered
+    one, or 'chat_template.<name>' (a template in the GGUF file, which only the model knows).
+
+    An unknown format would otherwise load and then fail every request with an HTTP 500.
+    """
+    if name.startswith("chat_template."):
+        return
+    from llama_cpp import llama_chat_format
+
+    try:
+        llama_chat_format.get_chat_completion_handler(name)
+    except Exception:
+        _fail(
+            f"llama-cpp-python has no chat format {name!r}; fix llm.chat_format "
+            "(e.g. 'chatml-function-calling', 'chatml', or 'chat_template.default' for the "
+            "GGUF file's own template)"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Check the build against the CPU, load the model and serve until stopped."""
     parser = argparse.ArgumentParser(prog="llama_worker.py")
@@ -99,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parent", type=int, required=True)
     parser.add_argument("--n-ctx", type=int, default=2048)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chat-format", default=None)
     args = parser.parse_args(argv)
     _exit_with_parent(args.parent)
     try:
@@ -117,6 +199,10 @@ def main(argv: list[str] | None = None) -> None:
             f"this llama-cpp-python was built for another CPU: it uses {', '.join(missing)}, "
             "which this CPU lacks; reinstall it portably (see docs/install.md)"
         )
+    if args.chat_format is not None:
+        _check_chat_format(args.chat_format)
+    if args.chat_format == FUNCTION_CALLING_FORMAT:
+        serve_verbatim_function_calling()
     try:
         app = create_app(
             server_settings=ServerSettings(host="127.0.0.1"),
@@ -126,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
                     model_alias=MODEL_ALIAS,
                     n_ctx=args.n_ctx,
                     seed=args.seed,
+                    chat_format=args.chat_format,
                     verbose=False,
                 )
             ],

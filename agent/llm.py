@@ -30,6 +30,7 @@ import httpx
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
+from sensorium.agent.llama_worker import FUNCTION_CALLING_FORMAT
 from sensorium.agent.server_errors import describe_server_failure, redacted, status_of
 from sensorium.agent.settings import LLMSettings
 from sensorium.tools import ModelHost, ModelUnavailableError
@@ -89,7 +90,12 @@ def _load_local(settings: LLMSettings) -> BaseChatModel:
             f"the smollm2 backend needs langchain-openai; {INSTALL_HINT}"
         ) from None
 
-    server = LocalLLMServer(path, context_tokens=settings.context_tokens, seed=settings.seed)
+    server = LocalLLMServer(
+        path,
+        context_tokens=settings.context_tokens,
+        seed=settings.seed,
+        chat_format=local_chat_format(settings),
+    )
     return ChatLocalLLM.for_server(
         server,
         temperature=settings.temperature,
@@ -98,6 +104,15 @@ def _load_local(settings: LLMSettings) -> BaseChatModel:
         seed=settings.seed,
         timeout=_timeout(settings),
     )
+
+
+def local_chat_format(settings: LLMSettings) -> str | None:
+    """The llama-cpp-python chat format the local LLM runs: `llm.chat_format`, else
+    'chatml-function-calling' for the packaged SmolLM2, else None (the GGUF file's own chat
+    template, as llama-cpp-python picks it)."""
+    if settings.chat_format is not None:
+        return settings.chat_format
+    return FUNCTION_CALLING_FORMAT if settings.model_path is None else None
 
 
 GGUF_VERSIONS = (1, 2, 3)

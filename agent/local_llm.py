@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,19 +22,22 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import httpx
-from langchain_core.messages import BaseMessage
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
 from langchain_openai import ChatOpenAI
 from pydantic import PrivateAttr
 
 from sensorium.agent import llama_worker
-from sensorium.agent.llama_worker import EXIT_UNUSABLE, MODEL_ALIAS
+from sensorium.agent.llama_worker import EXIT_UNUSABLE, FUNCTION_CALLING_FORMAT, MODEL_ALIAS
 from sensorium.agent.server_errors import exception_chain, is_timeout, is_transport
 from sensorium.tools import ModelUnavailableError
 
@@ -42,6 +46,8 @@ from sensorium.tools import ModelUnavailableError
 STARTUP_TIMEOUT_S = 120.0
 # The socket's folder is private; its path must stay under the 108 bytes a Unix socket allows.
 SOCKET_NAME = "llm.sock"
+# What 'chatml-function-calling' leaves of a reply under tool_choice='auto' (see ChatLocalLLM).
+LOST_MESSAGE = re.compile(r"(functions\.[^:\s]*:)?")
 
 
 class LocalLLMServer:
@@ -51,12 +57,22 @@ class LocalLLMServer:
         model_path: the GGUF file
         context_tokens: the model's context window (llama.cpp `n_ctx`)
         seed: sampling seed
+        chat_format: llama-cpp-python's chat format (e.g. 'chatml-function-calling', which
+            answers with OpenAI tool calls); None: the GGUF file's own chat template
     """
 
-    def __init__(self, model_path: Path, *, context_tokens: int = 2048, seed: int = 0) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        context_tokens: int = 2048,
+        seed: int = 0,
+        chat_format: str | None = None,
+    ) -> None:
         self.model_path = model_path
         self.context_tokens = context_tokens
         self.seed = seed
+        self.chat_format = chat_format
         self._folder = Path(tempfile.mkdtemp(prefix="sensorium-llm-"))
         self.socket_path = self._folder / SOCKET_NAME
         self._log_path = self._folder / "server.log"
@@ -102,6 +118,8 @@ class LocalLLMServer:
                 "--seed",
                 str(self.seed),
             ]
+            if self.chat_format is not None:
+                command += ["--chat-format", self.chat_format]
             with self._log_path.open("wb") as log:
                 # stdin is not the agent's: a piped chat's questions are for the agent alone.
                 process = subprocess.Popen(
@@ -201,6 +219,14 @@ class ChatLocalLLM(ChatOpenAI):
     """`ChatOpenAI` talking to a `LocalLLMServer`: it waits for the child on first use,
     replaces it after a crash or a hang, and turns either into one `ModelUnavailableError`.
 
+    Tool calls follow OpenAI's protocol, with allowances for llama-cpp-python: bound tools are
+    sent with `tool_choice='auto'` unless the caller chose (its 'chatml-function-calling'
+    format ignores tools without one); a call bound with tools is not streamed but answered
+    whole (that format cannot stream an 'auto' choice, and repeats the tool's name in every
+    chunk of a forced one); when 'auto' picks a message, which that format leaves empty, the
+    message is asked for again without tools; and an assistant turn with tool calls goes back
+    with content "" (its server refuses null).
+
     Build one with `ChatLocalLLM.for_server(server, ...)`.
     """
 
@@ -218,7 +244,7 @@ class ChatLocalLLM(ChatOpenAI):
             http_client=httpx.Client(transport=transport),
             http_async_client=httpx.AsyncClient(transport=async_transport),
             max_retries=0,
-            **fields,
+            **({"disable_streaming": "tool_calling"} | fields),
         )
         model._server = server
         server.start()  # loads while the agent gets ready; the first call waits for it
@@ -233,9 +259,35 @@ class ChatLocalLLM(ChatOpenAI):
     def _llm_type(self) -> str:
         return "llama.cpp (local process)"
 
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: dict[str, Any] | str | bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """`ChatOpenAI.bind_tools`, with OpenAI's default `tool_choice='auto'` sent explicitly."""
+        if tools and tool_choice in (None, False):
+            tool_choice = "auto"
+        return super().bind_tools(tools, tool_choice=tool_choice, **kwargs)
+
+    def _get_request_payload(
+        self, input_: LanguageModelInput, *, stop: list[str] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """The request, with "" for an assistant message's absent content: the OpenAI client
+        sends null next to tool calls, which llama-cpp-python's server refuses (HTTP 500)."""
+        payload: dict[str, Any] = super()._get_request_payload(input_, stop=stop, **kwargs)
+        for message in payload.get("messages", []):
+            if message.get("role") == "assistant" and message.get("content") is None:
+                message["content"] = ""
+        return payload
+
     def _generate(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> ChatResult:
         with self._supervised():
-            return super()._generate(messages, *args, **kwargs)
+            result = super()._generate(messages, *args, **kwargs)
+            if self._lost_its_message(result, kwargs):
+                result = super()._generate(messages, *args, **{**kwargs, "tool_choice": "none"})
+        return _without_legacy_call(result)
 
     def _stream(
         self, messages: list[BaseMessage], *args: Any, **kwargs: Any
@@ -248,7 +300,11 @@ class ChatLocalLLM(ChatOpenAI):
     ) -> ChatResult:
         await asyncio.to_thread(self._server.ready)
         with self._supervised(wait=False):
-            return await super()._agenerate(messages, *args, **kwargs)
+            result = await super()._agenerate(messages, *args, **kwargs)
+            if self._lost_its_message(result, kwargs):
+                kwargs = {**kwargs, "tool_choice": "none"}
+                result = await super()._agenerate(messages, *args, **kwargs)
+        return _without_legacy_call(result)
 
     async def _astream(
         self, messages: list[BaseMessage], *args: Any, **kwargs: Any
@@ -257,6 +313,22 @@ class ChatLocalLLM(ChatOpenAI):
         with self._supervised(wait=False):
             async for chunk in super()._astream(messages, *args, **kwargs):
                 yield chunk
+
+    def _lost_its_message(self, result: ChatResult, kwargs: dict[str, Any]) -> bool:
+        """Whether 'chatml-function-calling' chose to reply under `tool_choice='auto'` and lost
+        the reply: it constrains it with the grammar meant for the next tool's name, so it
+        comes out empty or as a bare 'functions.<name>:'."""
+        if self._server.chat_format != FUNCTION_CALLING_FORMAT:
+            return False
+        if not kwargs.get("tools") or kwargs.get("tool_choice") != "auto":
+            return False
+        message = result.generations[0].message if result.generations else None
+        return (
+            isinstance(message, AIMessage)
+            and not message.tool_calls
+            and not message.invalid_tool_calls
+            and LOST_MESSAGE.fullmatch(message.text.strip()) is not None
+        )
 
     @contextmanager
     def _supervised(self, *, wait: bool = True) -> Iterator[None]:
@@ -269,6 +341,16 @@ class ChatLocalLLM(ChatOpenAI):
             if problem is None:
                 raise
             raise problem from exc
+
+
+def _without_legacy_call(result: ChatResult) -> ChatResult:
+    """Drop the legacy `function_call` llama-cpp-python sends next to `tool_calls`: it names
+    the tool it looked for last (under 'auto', a name with a trailing ':'), not the call."""
+    for generation in result.generations:
+        message = generation.message
+        if isinstance(message, AIMessage) and message.tool_calls:
+            message.additional_kwargs.pop("function_call", None)
+    return result
 
 
 @contextmanager

@@ -1,191 +1,142 @@
-"""The planner: the LLM proposes experts, the router vets and completes the proposal.
+"""The planner: a tool-calling chat model chooses each step's expert calls.
 
-A small LLM picks the wrong tool often, so its picks count only when the router finds them
-plausible for the request; the router's own choice is always included. Every call is then
-checked against its tool's schema; a call that fails is dropped with a note in the plan.
+Every enabled expert is bound to the model as a tool (`bind_tools`). At each step the model
+sees the instructions, the thread's image memory as text (numbered images, what is attached,
+earlier findings, search hits; never pixels), the earlier turns' questions and replies, and
+this turn's calls and their results as `ToolMessage`s. It answers with more tool calls or with
+its final text. The model is an LLM, or the router in the shape of one (`RouterChatModel`):
+one path either way. An LLM that fails (dead server, crash, garbage) hands the turn to the
+router, and the failure is reported in the plan.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AnyMessage, HumanMessage, SystemMessage
-
-from sensorium.agent.llm import complete_json
-from sensorium.agent.prompts import PLANNER_SYSTEM, planner_request
-from sensorium.agent.router import Router
-from sensorium.agent.settings import PlannerSettings
-from sensorium.graphs import FollowUp, ImageMemory, Plan, ToolCall, image_at
-from sensorium.tools import ImageRef, ModelUnavailableError, Registry, ToolInputError
-from sensorium.tools.questions import (
-    described_reference,
-    is_search_request,
-    ordinal_reference,
-    split_search_request,
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
 )
+from langchain_core.runnables import Runnable
+
+from sensorium.agent.prompts import PLANNER_SYSTEM
+from sensorium.agent.router_model import MEMORY_KEY, RouterChatModel
+from sensorium.graphs import CallSource, PlannerReply, TurnView
+from sensorium.tools import ModelUnavailableError, Registry, Tool
+
+IMAGE_REFERENCE = "an image number from the list of images (or its file name or sha256)"
 
 
-class AgentPlanner:
-    """Plans a turn from the question and the attached images."""
+def tool_definition(tool: Tool) -> dict[str, Any]:
+    """The tool in OpenAI function form, as the planner's model sees it: image arguments are
+    references it can read in the conversation, and the examples show what the tool is for."""
+    schema = tool.input_model.model_json_schema()
+    properties: dict[str, Any] = {}
+    for name, prop in schema.get("properties", {}).items():
+        prop = {k: v for k, v in prop.items() if k != "title"}
+        if name in tool.image_params:
+            described = prop.get("description", "the image")
+            prop = {"type": "string", "description": f"{described}: {IMAGE_REFERENCE}"}
+        properties[name] = prop
+    parameters: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "required": list(schema.get("required", [])),
+    }
+    if "$defs" in schema:
+        parameters["$defs"] = schema["$defs"]
+    description = tool.description
+    if tool.examples:
+        description += " For example: " + "; ".join(f'"{e}"' for e in tool.examples[:3])
+    return {
+        "type": "function",
+        "function": {"name": tool.name, "description": description, "parameters": parameters},
+    }
+
+
+def can_call_tools(model: BaseChatModel) -> bool:
+    """Whether a chat model implements `bind_tools` (LangChain's default raises)."""
+    return type(model).bind_tools is not BaseChatModel.bind_tools
+
+
+class ChatPlanner:
+    """Plans each step of a turn with a tool-calling chat model.
+
+    Args:
+        model: the chat model that plans (an LLM, or a `RouterChatModel`)
+        registry: the enabled experts, all bound as tools
+        router: plans the turn instead when `model` fails (None: nothing does)
+        history_turns: how many earlier turns the model sees
+    """
 
     def __init__(
         self,
+        model: BaseChatModel,
         registry: Registry,
-        router: Router,
-        chat_model: BaseChatModel | None = None,
-        settings: PlannerSettings | None = None,
-        image_matcher: ImageMatcher | None = None,
+        *,
+        router: RouterChatModel | None = None,
+        history_turns: int = 6,
     ) -> None:
-        self.image_matcher = image_matcher
-        self.registry = registry
-        self.router = router
-        self.chat_model = chat_model
-        self.settings = settings or PlannerSettings()
+        tools = [tool_definition(tool) for tool in registry]
+        self.model = model
+        self.source: CallSource = "router" if isinstance(model, RouterChatModel) else "llm"
+        self.bound: Runnable[Any, BaseMessage] = model.bind_tools(tools)
+        self.router = router.bind_tools(tools) if router is not None else None
+        self.history_turns = history_turns
 
-    def llm_picks(self, question: str, image_count: int) -> list[str]:
-        """The tool names the LLM proposes (unvetted). Raises on an unusable reply."""
-        assert self.chat_model is not None
-        names = self.registry.names()
-        schema = {
-            "type": "object",
-            "properties": {
-                "tools": {
-                    "type": "array",
-                    "items": {"type": "string", "enum": names},
-                    "minItems": 1,
-                    "maxItems": self.settings.max_tools,
-                }
-            },
-            "required": ["tools"],
-        }
-        catalogue = "\n".join(f"- {t.name}: {t.description}" for t in self.registry)
-        messages = [
-            SystemMessage(PLANNER_SYSTEM.format(tools=catalogue)),
-            HumanMessage(planner_request(question, image_count)),
-        ]
-        reply = complete_json(self.chat_model, messages, schema)
-        picks = reply.get("tools") if isinstance(reply, dict) else None
-        if not isinstance(picks, list) or not all(isinstance(p, str) for p in picks):
-            raise ValueError(f"expected {{'tools': [names]}}, got {str(reply)[:80]}")
-        return picks
+    def __call__(self, view: TurnView) -> PlannerReply:
+        messages = planner_messages(view, self.history_turns)
+        if self.router is not None and view.llm_error is not None:
+            return self._reply(self.router.invoke(messages), "router")
+        try:
+            return self._reply(self.bound.invoke(messages), self.source)
+        except Exception as exc:
+            if self.router is None:
+                raise
+            if isinstance(exc, ModelUnavailableError):  # dead, crashed or hung: say which
+                error = str(exc)
+            else:  # a reply LangChain could not read, a client error
+                error = f"{type(exc).__name__}: {str(exc)[:200]}"
+        reply = self._reply(self.router.invoke(messages), "router")
+        reply.notes.insert(0, f"the LLM failed ({error}); the router planned instead")
+        reply.llm_error = error
+        return reply
 
-    def plan(
-        self,
-        question: str,
-        images: list[ImageRef],
-        history: list[AnyMessage],
-        memory: ImageMemory | None = None,
-        tools: list[str] | None = None,
-    ) -> Plan:
-        """Choose experts and bind their arguments (images by reference, the question).
-
-        With `tools`, exactly those experts run (evaluations score each expert this way).
-        """
-        memory = memory or ImageMemory()
-        if tools is not None:
-            notes = [f"experts requested by the caller: {', '.join(tools)}"]
-            return Plan(calls=self._calls(tools, question, images, [], notes), notes=notes)
-        if is_search_request(question) and "retrieve" in self.registry:
-            return self._search_plan(question, images)
-        notes = []
-        resolved = self._resolve_reference(question, memory, notes)
-        plan = self._question_plan(question, resolved if resolved is not None else images, notes)
-        plan.images = resolved
-        return plan
-
-    def _search_plan(self, question: str, images: list[ImageRef]) -> Plan:
-        """Retrieve first; what the request asks of the results runs as a second stage."""
-        arguments: dict[str, object] = {"question": question}
-        # The thread's image joins the query only when the request points at it.
-        if images and _POINTS_AT_IMAGE.search(question):
-            arguments["image"] = images[0]
-        plan = Plan(calls=[ToolCall(tool="retrieve", arguments=arguments)])
-        _, rest = split_search_request(question)
-        if rest:
-            tools = [name for name in self.router.route(rest) if name != "retrieve"]
-            position = ordinal_reference(rest) or 1
-            plan.follow_up = FollowUp(tools=tools, question=rest, positions=[position])
-            if not tools:
-                plan.notes.append(f"no expert fits {rest!r}; only retrieving")
-        return plan
-
-    def _resolve_reference(
-        self, question: str, memory: ImageMemory, notes: list[str]
-    ) -> list[ImageRef] | None:
-        """Images named by reference ("the second one", "that cat picture"), or None."""
-        position = ordinal_reference(question)
-        pool = memory.retrieved or memory.gallery
-        if position is not None and pool:
-            chosen = image_at(pool, position)
-            if chosen is None:
-                notes.append(f"there is no image number {position}; {len(pool)} in memory")
-                return None
-            notes.append(f"'{question}' refers to {chosen.name or chosen.short}")
-            return [chosen]
-        described = described_reference(question)
-        if described and len(memory.gallery) > 1 and self.image_matcher is not None:
-            best = self.image_matcher(described, memory.gallery)
-            notes.append(f"'the {described} picture' is {best.name or best.short}")
-            return [best]
-        return None
-
-    def _question_plan(self, question: str, images: list[ImageRef], notes: list[str]) -> Plan:
-        vetted: list[str] = []
-        llm_error: str | None = None
-        if self.chat_model is not None and self.settings.use_llm and question.strip():
-            try:
-                proposed = self.llm_picks(question, len(images))
-            except ModelUnavailableError as exc:  # a dead, crashed or hung server: say which
-                notes.append(f"LLM plan unusable: {exc}; the router decided")
-                llm_error = str(exc)
-                proposed = []
-            except Exception as exc:
-                notes.append(f"LLM plan unusable ({type(exc).__name__}); the router decided")
-                proposed = []
-            for name in proposed:
-                if name not in self.registry:
-                    notes.append(f"LLM named unknown tool {name!r}; ignored")
-                elif self.router.plausible(question, name):
-                    vetted.append(name)
-                else:
-                    notes.append(f"LLM picked {name}, which does not fit the request; ignored")
-        routed = [name for name in self.router.route(question) if name != "retrieve"]
-        names = list(dict.fromkeys([*routed, *vetted]))[: self.settings.max_tools]
-        calls = self._calls(names, question, images, vetted, notes)
-        return Plan(calls=calls, notes=notes, llm_error=llm_error)
-
-    def _calls(
-        self,
-        names: list[str],
-        question: str,
-        images: list[ImageRef],
-        vetted: list[str],
-        notes: list[str],
-    ) -> list[ToolCall]:
-        """One call per expert and image, arguments checked against the expert's schema."""
-        calls: list[ToolCall] = []
-        for name in names:
-            tool = self.registry.get(name)
-            if tool.needs_image and not images:
-                notes.append(f"{name} needs an image and none is attached")
-                continue
-            for image in images if tool.image_params and images else [None]:
-                arguments: dict[str, object] = {}
-                if image is not None:
-                    arguments[tool.image_params[0]] = image
-                if tool.takes_question:
-                    arguments["question"] = question
-                try:
-                    tool.validate_arguments(arguments)
-                except ToolInputError as exc:
-                    notes.append(f"dropped a call: {exc}")
-                    continue
-                source = "llm" if name in vetted else "router"
-                calls.append(ToolCall(tool=name, arguments=arguments, source=source))
-        return calls
+    @staticmethod
+    def _reply(message: BaseMessage, source: CallSource) -> PlannerReply:
+        if not isinstance(message, AIMessage):
+            raise TypeError(f"the planner model returned a {type(message).__name__}")
+        meta = message.response_metadata
+        notes = [meta["note"]] if meta.get("note") else []
+        final = meta.get("final") if source == "router" else None
+        return PlannerReply(
+            message=message,
+            source=source,
+            notes=notes,
+            final_kind=final,
+            declined=(meta.get("detail") or None) if final == "declined" else None,
+        )
 
 
-ImageMatcher = Callable[[str, list[ImageRef]], ImageRef]
-_POINTS_AT_IMAGE = re.compile(r"\b(this|these|similar|like)\b", re.IGNORECASE)
+def planner_messages(view: TurnView, history_turns: int) -> list[BaseMessage]:
+    """What the planner's model reads: instructions with the image memory, the earlier
+    turns (questions and replies only), and this turn with its calls and results."""
+    system = SystemMessage(
+        PLANNER_SYSTEM.format(memory=view.memory.describe()),
+        additional_kwargs={MEMORY_KEY: view.memory.model_dump(mode="json")},
+    )
+    messages: list[AnyMessage] = list(view.messages)
+    start = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=0)
+    earlier = [
+        m
+        for m in messages[:start]
+        if isinstance(m, HumanMessage) or (isinstance(m, AIMessage) and not m.tool_calls)
+    ]
+    earlier = earlier[-2 * history_turns :] if history_turns else []
+    current = [m for m in messages[start:] if isinstance(m, HumanMessage | AIMessage | ToolMessage)]
+    return [system, *earlier, *current]

@@ -1,55 +1,126 @@
-"""Writing the reply: the LLM phrases the decision, a template stands in when it cannot.
+"""Writing the reply: grounded in the decisions, with who said what.
 
-The reply must carry the decided answer; an LLM reply that drops or changes it is replaced by
-the template, so a small model can polish wording but never alter what the experts decided.
+When experts ran, the reply states each fused decision and the experts behind it. An LLM's
+closing text (or its phrasing of a single decision) is used only when it carries the decided
+answers, and the provenance is kept beside it: a small model can polish wording but never alter
+what the experts decided. When no expert ran, the reply is the LLM's own answer (marked as
+such), a refusal that lists what the experts can do, or a request for an image.
 """
 
 from __future__ import annotations
 
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import HumanMessage, SystemMessage
+import re
 
-from sensorium.agent.prompts import RESPONDER_SYSTEM, responder_request
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+
+from sensorium.agent.prompts import (
+    OWN_ANSWER_NOTE,
+    RESPONDER_SYSTEM,
+    TEXT_ONLY_SYSTEM,
+    responder_request,
+)
 from sensorium.graphs import Decision, Plan, normalise_answer
-from sensorium.tools import Evidence
+from sensorium.tools import Evidence, Registry
+
+NEEDS_IMAGE = "I need an image to answer that: attach one (--image PATH)."
+
+
+def capabilities(registry: Registry) -> str:
+    """What the experts can do, from their descriptions: 'describe an image; ...'."""
+    phrases = []
+    for tool in registry:
+        first = re.split(r"[.;(:]", tool.description, maxsplit=1)[0].strip()
+        phrases.append(first[:1].lower() + first[1:])
+    return "; ".join(phrases)
 
 
 class AgentResponder:
-    """Turns decisions and evidence into the text shown to the user."""
+    """Turns decisions and evidence into the text shown to the user.
 
-    def __init__(self, chat_model: BaseChatModel | None = None) -> None:
+    Args:
+        chat_model: an LLM to phrase replies and answer text-only questions (None: templates)
+        registry: the enabled experts, named when a request is declined
+    """
+
+    def __init__(self, chat_model: BaseChatModel | None = None, registry: Registry | None = None):
         self.chat_model = chat_model
+        self.capabilities = capabilities(registry) if registry is not None else ""
 
     def respond(
         self, question: str, decisions: list[Decision], evidence: list[Evidence], plan: Plan
     ) -> str:
         """The reply for one turn."""
+        llm_usable = self.chat_model is not None and plan.llm_error is None
+        if not evidence and not any(call.error for call in plan.calls):
+            return self._without_experts(question, plan, llm_usable)
         template = template_reply(question, decisions, evidence, plan)
+        answered = [d for d in decisions if not d.abstained and d.answer]
+        own = plan.final if plan.final_source == "llm" else ""
+        if own and answered and _carries(own, answered):
+            return f"{own} ({'; '.join(_provenance(d) for d in answered)})"
         if (
-            self.chat_model is None
-            or plan.llm_error is not None  # a dead or hung LLM is not asked twice in a turn
+            own
+            or not llm_usable
             or len(decisions) != 1
-            or decisions[0].abstained
+            or not answered
             or _unvoted(decisions, evidence)  # the template lists what else was found
         ):
             return template
-        decision = decisions[0]
-        assert decision.answer is not None
-        try:
-            reply = self.chat_model.invoke(
-                [
-                    SystemMessage(RESPONDER_SYSTEM),
-                    HumanMessage(responder_request(question, decision.answer, decision.confidence)),
-                ]
-            )
-        except Exception:
-            return template
-        lines = reply.content.strip().splitlines() if isinstance(reply.content, str) else []
-        first = lines[0].strip() if lines else ""
-        # Only the first line is shown, so only the first line may carry the answer.
-        if not first or normalise_answer(decision.answer) not in normalise_answer(first):
-            return template
-        return first
+        phrased = self._phrase(question, answered[0])
+        return f"{phrased} ({_provenance(answered[0])})" if phrased else template
+
+    def _without_experts(self, question: str, plan: Plan, llm_usable: bool) -> str:
+        if plan.final_source == "llm" and plan.final:
+            return f"{plan.final}\n{OWN_ANSWER_NOTE}"
+        if plan.final_kind in ("declined", "no_tool"):
+            what = f" ({plan.declined})" if plan.declined else ""
+            return f"I can't do that{what}; I can: {self.capabilities}."
+        if plan.final_kind == "text_only" and llm_usable:
+            answer = self._own_answer(question)
+            if answer:
+                return f"{answer}\n{OWN_ANSWER_NOTE}"
+        if plan.final_kind in ("needs_image", "text_only") or any(
+            "needs an image" in note for note in plan.notes
+        ):
+            return NEEDS_IMAGE
+        return f"I can't do that; I can: {self.capabilities}."
+
+    def _phrase(self, question: str, decision: Decision) -> str:
+        """The LLM's one-sentence phrasing of a decision, or '' when it drops the answer."""
+        assert self.chat_model is not None and decision.answer is not None
+        messages = [
+            SystemMessage(RESPONDER_SYSTEM),
+            HumanMessage(responder_request(question, decision.answer, decision.confidence)),
+        ]
+        first = _first_line(self.chat_model, messages)
+        return first if first and _carries(first, [decision]) else ""
+
+    def _own_answer(self, question: str) -> str:
+        assert self.chat_model is not None
+        return _first_line(
+            self.chat_model, [SystemMessage(TEXT_ONLY_SYSTEM), HumanMessage(question)]
+        )
+
+
+def _first_line(model: BaseChatModel, messages: list[BaseMessage]) -> str:
+    try:
+        reply = model.invoke(messages)
+    except Exception:  # a dead LLM costs the polish, never the reply
+        return ""
+    lines = reply.text.strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
+def _carries(text: str, decisions: list[Decision]) -> bool:
+    """Whether a text states every decided answer (as the official normal form)."""
+    said = f" {normalise_answer(text)} "
+    return all(f" {normalise_answer(d.answer or '')} " in said for d in decisions)
+
+
+def _provenance(decision: Decision) -> str:
+    experts = sorted({v.expert for v in decision.votes if v.supports_answer})
+    return f"{decision.answer}: {decision.confidence:.0%} confidence; from {', '.join(experts)}"
 
 
 def _unvoted(decisions: list[Decision], evidence: list[Evidence]) -> list[Evidence]:
@@ -64,11 +135,6 @@ def template_reply(
     """A plain reply built from the decisions, used when no LLM is available or trusted."""
     parts: list[str] = []
     failures = [e for e in evidence if e.error]
-    if not plan.calls and not decisions and not evidence:
-        needs_image = any("needs an image" in note for note in plan.notes)
-        if needs_image:
-            return "I need an image to answer that: attach one (--image PATH)."
-        return "I have no expert for that request. Try asking about an attached image."
     many = len(decisions) > 1
     for number, decision in enumerate(decisions, start=1):
         prefix = f"Image {number}: " if many else ""
@@ -92,4 +158,7 @@ def template_reply(
     parts = [f"{e.expert}: {e.answer}." for e in _unvoted(decisions, evidence)] + parts
     if failures:
         parts.append("Failed: " + "; ".join(f"{e.expert} ({e.error})" for e in failures))
-    return " ".join(parts)
+    refused = [call for call in plan.calls if call.error]
+    if refused and not parts:
+        parts.append("Refused calls: " + "; ".join(f"{c.tool} ({c.error})" for c in refused))
+    return " ".join(parts) or "The experts found nothing to report."

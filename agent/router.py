@@ -3,12 +3,14 @@
 Two signals. The form of the question ("what colour", "is this a", "describe") names the
 built-in experts that answer that form. The meaning of the request, embedded with the text
 encoder, is compared with each tool's description and examples, which also lets plugin tools
-be routed to without any rule naming them.
+be routed to without any rule naming them. The same comparison with the declared limits
+(`LIMITS`: what no expert does) finds requests to decline.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -37,6 +39,72 @@ _EMBED_WORDS = {"embed", "embedding", "embeddings", "vector", "vectors"}
 Embedder = Callable[[list[str]], np.ndarray]
 
 
+class Limit(NamedTuple):
+    """Something Sensorium cannot do, declared like a tool: what it is, and example requests."""
+
+    description: str
+    examples: tuple[str, ...]
+
+
+# What no built-in expert does. A plugin that does one of these wins: a request is declined
+# only when it is closer to a limit than to every installed tool.
+LIMITS: dict[str, Limit] = {
+    "video": Limit(
+        "Watch, summarise, track objects in, make or edit a video clip or movie",
+        (
+            "What happens in this video?",
+            "Summarise this clip",
+            "Cut the first minute of the movie",
+            "Make a video of my dog",
+            "Track the ball across the frames",
+        ),
+    ),
+    "audio": Limit(
+        "Listen to, transcribe, recognise or produce sound, speech or music",
+        (
+            "Transcribe this recording",
+            "What song is this?",
+            "Read this text aloud to me",
+            "Compose some music",
+            "Who is speaking in this audio?",
+        ),
+    ),
+    "image generation": Limit(
+        "Create, draw or generate a new picture from a description",
+        (
+            "Draw me a dragon",
+            "Generate an image of a sunset",
+            "Make a logo for my shop",
+            "Create a picture of a cat astronaut",
+            "Paint a portrait of me",
+        ),
+    ),
+    "image editing": Limit(
+        "Edit or transform a picture: remove or add objects, restyle, recolour, enhance, upscale",
+        (
+            "Remove the person from this photo",
+            "Make it look like a painting",
+            "Upscale this",
+            "Change the sky to blue",
+            "Blur the faces",
+        ),
+    ),
+    "segmentation": Limit(
+        "Segment a picture: mask or cut out objects pixel by pixel",
+        (
+            "Segment the cat from the background",
+            "Give me a mask of the road",
+            "Cut out the dog",
+            "Outline every object pixel by pixel",
+        ),
+    ),
+    "3D and depth": Limit(
+        "Estimate depth, or build a 3D model or scene from pictures",
+        ("Build a 3D model from this photo", "Estimate the depth of this scene"),
+    ),
+}
+
+
 class Router:
     """Scores tools for a request; `route` returns tool names, best first."""
 
@@ -47,7 +115,7 @@ class Router:
         *,
         similarity_floor: float = 0.45,
         decisive_similarity: float = 0.75,
-        plausible_margin: float = 0.1,
+        limit_margin: float = 0.0,
         max_tools: int = 3,
         profile: str = "lite",
     ) -> None:
@@ -56,9 +124,10 @@ class Router:
         self.embed = embed
         self.similarity_floor = similarity_floor
         self.decisive_similarity = decisive_similarity
-        self.plausible_margin = plausible_margin
+        self.limit_margin = limit_margin
         self.max_tools = max_tools
         self._tool_vectors: dict[str, np.ndarray] | None = None
+        self._limit_vectors: dict[str, np.ndarray] | None = None
         self._last_similarities: tuple[str, dict[str, float]] | None = None
 
     def _vectors(self) -> dict[str, np.ndarray]:
@@ -74,7 +143,7 @@ class Router:
         """Cosine similarity of the request to each tool's closest description or example."""
         if self.embed is None or not request.strip():
             return {}
-        # route() and plausible() ask about the same request several times per plan.
+        # route() and unsupported() ask about the same request.
         if self._last_similarities is None or self._last_similarities[0] != request:
             query = self.embed([request])[0]
             scores = {name: float((rows @ query).max()) for name, rows in self._vectors().items()}
@@ -107,16 +176,24 @@ class Router:
                     chosen.append(best)  # plugins have no rules; meaning is their only route
         return list(dict.fromkeys(chosen))[: self.max_tools]
 
-    def plausible(self, request: str, tool: str) -> bool:
-        """Whether `tool` is a reasonable pick for the request (vets an LLM's proposal):
-        the router picks it too, or it is about as close in meaning as the closest tool."""
-        if tool in self.route(request):
-            return True
-        scores = self.similarities(request)
-        if tool not in scores:
-            return False
-        best = max(scores.values())
-        return scores[tool] >= max(self.similarity_floor, best - self.plausible_margin)
+    def unsupported(self, request: str) -> str | None:
+        """The declared limit a request asks for (e.g. "video"), when it is closer in meaning
+        to that limit than to every tool; None when some tool fits better."""
+        tools = self.similarities(request)
+        if not tools:
+            return None
+        assert self.embed is not None
+        if self._limit_vectors is None:
+            self._limit_vectors = {
+                name: self.embed([limit.description, *limit.examples])
+                for name, limit in LIMITS.items()
+            }
+        query = self.embed([request])[0]  # similarities() checked that embed is set
+        limits = {name: float((rows @ query).max()) for name, rows in self._limit_vectors.items()}
+        name, score = max(limits.items(), key=lambda item: item[1])
+        if score >= self.similarity_floor and score > max(tools.values()) + self.limit_margin:
+            return name
+        return None
 
 
 def _is_plugin(tool: Tool) -> bool:

@@ -51,6 +51,13 @@ class LLMSettings(BaseModel):
     )
     timeout_s: float = Field(60.0, gt=0, description="seconds one request to a server may take")
     model_path: Path | None = Field(None, description="a GGUF file to use instead of SmolLM2")
+    chat_format: str | None = Field(
+        None,
+        description="smollm2: llama-cpp-python's chat format, e.g. 'chatml-function-calling' "
+        "(OpenAI tool calls), 'chatml', or 'chat_template.default' (the GGUF file's own "
+        "template); None: 'chatml-function-calling' for the packaged SmolLM2, the GGUF file's "
+        "own template for a model_path",
+    )
     trust_remote_code: bool = Field(
         False, description="transformers: run the model repository's own Python code"
     )
@@ -70,6 +77,19 @@ class LLMSettings(BaseModel):
                 "llm_base_url", f"{url!r} is not an http(s) URL; use e.g. http://127.0.0.1:8080/v1"
             )
         return url
+
+    @field_validator("chat_format")
+    @classmethod
+    def _format_name(cls, name: str | None) -> str | None:
+        name = (name or "").strip()
+        if not name:  # TOML has no null: "" means the default
+            return None
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", name):
+            raise PydanticCustomError(
+                "llm_chat_format",
+                f"{name!r} is not a chat format name; use e.g. 'chatml-function-calling'",
+            )
+        return name
 
     @field_validator("api_key_env")
     @classmethod
@@ -98,12 +118,22 @@ class LLMSettings(BaseModel):
 
 
 class PlannerSettings(BaseModel):
-    """How experts are chosen."""
+    """How each step's experts are chosen.
+
+    `policy`: 'llm' plans with the chat model through tool calling; 'router' plans with the
+    deterministic router (the LLM, if any, still phrases replies and answers text-only
+    questions); 'auto' plans with the LLM when it can call tools, except the packaged SmolLM2,
+    which routes worse than the router (measured in docs/performance.md).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    use_llm: bool = Field(True, description="ask the LLM for tool calls (vetted by the router)")
-    max_tools: int = Field(3, ge=1, le=16)
+    policy: Literal["auto", "llm", "router"] = Field(
+        "auto", description="who plans: 'llm', 'router', or 'auto' (see the class docstring)"
+    )
+    max_steps: int = Field(4, ge=1, le=32, description="most rounds of tool calls in one turn")
+    max_tools: int = Field(3, ge=1, le=16, description="most experts the router picks")
+    history_turns: int = Field(6, ge=0, le=100, description="earlier turns the planner sees")
 
 
 class IndexSettings(BaseModel):

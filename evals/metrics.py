@@ -16,7 +16,8 @@
   - CIDEr-D: tf-idf n-gram vectors (n = 1..4), clipped cosine similarity times a Gaussian
     length penalty, averaged over references and n, times 10.
 - Retrieval: recall@k and reciprocal rank (MRR is the mean of the latter).
-- Routing: exact-set accuracy and per-tool precision/recall.
+- Routing: exact-set accuracy and per-tool precision/recall (no expert at all scores as the
+  pseudo-tool `(none)`).
 - Latency: percentile with linear interpolation (numpy's default).
 - Calibration: equal-width reliability bins and the expected calibration error (ECE).
 """
@@ -273,6 +274,11 @@ def reciprocal_rank(ranked: Sequence[str], relevant: Collection[str]) -> float:
 # Routing
 
 
+# The pseudo-tool of requests that need no expert (text-only questions, declined requests):
+# "choosing" it means choosing no tool, so declining is scored like any tool.
+NO_TOOL = "(none)"
+
+
 class ToolScore(BaseModel):
     """How well one tool is chosen: precision = tp / predicted, recall = tp / support."""
 
@@ -291,16 +297,32 @@ class RoutingMetrics(BaseModel):
     per_tool: dict[str, ToolScore]
 
 
-def routing_metrics(pairs: Sequence[tuple[Collection[str], Collection[str]]]) -> RoutingMetrics:
+def routing_metrics(
+    pairs: Sequence[tuple[Collection[str], Collection[str] | None]],
+) -> RoutingMetrics:
     """Routing scores of (expected tools, chosen tools) pairs.
 
+    chosen is None for a sample that failed before choosing (it never matches, and chooses
+    nothing). An empty set is a set like any other: an empty expected set is matched exactly
+    by an empty chosen set, and in the per-tool scores it counts as the pseudo-tool `NO_TOOL`
+    ("(none)": expected = no expert should run, chosen = none ran), so declines and text-only
+    answers get a precision and recall too.
+
     exact_accuracy = share of pairs whose two sets are equal (0.0 with no pairs). For each
-    tool t in any expected or chosen set (keys sorted): support = pairs expecting t,
-    predicted = pairs choosing t, tp = pairs doing both; precision = tp / predicted, or 0.0
-    when predicted == 0; recall = tp / support, or 0.0 when support == 0.
+    tool t in any expected or chosen set, and `NO_TOOL` where a set is empty (keys sorted):
+    support = pairs expecting t, predicted = pairs choosing t, tp = pairs doing both;
+    precision = tp / predicted, or 0.0 when predicted == 0; recall = tp / support, or 0.0
+    when support == 0.
     """
-    sets = [(set(expected), set(chosen)) for expected, chosen in pairs]
-    exact = sum(expected == chosen for expected, chosen in sets)
+
+    def named(tools: Collection[str]) -> set[str]:
+        return set(tools) or {NO_TOOL}
+
+    sets = [
+        (named(expected), named(chosen) if chosen is not None else set[str]())
+        for expected, chosen in pairs
+    ]
+    exact = sum(chosen is not None and set(expected) == set(chosen) for expected, chosen in pairs)
     tools = sorted(set[str]().union(*(expected | chosen for expected, chosen in sets)))
     per_tool: dict[str, ToolScore] = {}
     for tool in tools:

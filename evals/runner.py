@@ -117,8 +117,7 @@ def run_suite(
         progress(reused, len(rows))
     if todo:
         agent = _workspace_agent(settings, run_dir, chat_model)
-        if suite.task == "retrieval":
-            assert suite.corpus is not None
+        if suite.corpus is not None:  # retrieval, and agent suites searching a collection
             agent.index([suite.corpus])
         _run_samples(agent, suite, todo, key, records_path, done, workers, progress, len(rows))
     records = [done[row.id] for row in rows]

@@ -17,7 +17,8 @@ from sensorium.evals.metrics import (
     routing_metrics,
 )
 from sensorium.evals.results import ExpertAnswer, Failure, RunResults, SampleRecord
-from sensorium.evals.suite import Suite
+from sensorium.evals.suite import AgentRow, Suite
+from sensorium.tools.profiles import in_profile
 
 MAIN_METRIC = {
     "vqa": "accuracy",
@@ -47,14 +48,24 @@ def summarise(
     )
     if not records:
         return results
-    if suite.task in {"vqa", "agent"}:
-        _score_answers(results, [r for r in records if r.expected or suite.task == "vqa"])
+    if suite.task == "vqa":
+        _score_answers(results, list(records))
     if suite.task == "caption":
         _score_captions(results, records)
     if suite.task == "retrieval":
         _score_retrieval(results, records)
-    if suite.task in {"routing", "agent"}:
-        _score_routing(results, [r for r in records if r.expected or suite.task == "routing"])
+    if suite.task == "routing":
+        _score_routing(results, [(r, r.expected) for r in records])
+    if suite.task == "agent":
+        # Each part is scored on the rows that give it: `answers`, `expected_tools` (where
+        # `[]`, no expert should run, is scored, and an absent field is not).
+        rows = {row.id: row for row in suite.rows if isinstance(row, AgentRow)}
+        _score_answers(results, [r for r in records if r.id in rows and rows[r.id].answers])
+        routed = [(r, rows[r.id].expected_tools) for r in records if r.id in rows]
+        _score_routing(
+            results,
+            [(r, in_profile(tools, settings.profile)) for r, tools in routed if tools is not None],
+        )
     latencies = [r.latency_ms for r in records if not r.error]
     results.latencies_ms = [round(value, 2) for value in latencies]
     if latencies:
@@ -169,10 +180,14 @@ def _score_retrieval(results: RunResults, records: Sequence[SampleRecord]) -> No
     ]
 
 
-def _score_routing(results: RunResults, records: list[SampleRecord]) -> None:
-    if not records:
+def _score_routing(results: RunResults, scored: list[tuple[SampleRecord, list[str]]]) -> None:
+    """Exact-set accuracy and per-tool precision/recall of (record, expected tools) pairs. A
+    sample that failed with nothing chosen never made a plan: it is a miss, even where no
+    expert was expected."""
+    if not scored:
         return
-    scores = routing_metrics([(r.expected, r.chosen) for r in records])
+    pairs = [(expected, None if _unplanned(r) else r.chosen) for r, expected in scored]
+    scores = routing_metrics(pairs)
     results.metrics["routing"] = {"exact_match": scores.exact_accuracy}
     results.counts["routing"] = scores.total
     for tool, score in sorted(scores.per_tool.items()):
@@ -183,10 +198,14 @@ def _score_routing(results: RunResults, records: list[SampleRecord]) -> None:
         }
         results.counts[f"tool:{tool}"] = scores.total
     if results.task == "routing":
-        misses = [r for r in records if set(r.expected) != set(r.chosen)]
+        misses = [r for r, expected in scored if _unplanned(r) or set(expected) != set(r.chosen)]
         results.failures = [_failure(r, ", ".join(r.chosen), None, 0.0) for r in misses][
             :WORST_SHOWN
         ]
+
+
+def _unplanned(record: SampleRecord) -> bool:
+    return bool(record.error) and not record.chosen
 
 
 def _latency(values: Sequence[float]) -> dict[str, float]:

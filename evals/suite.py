@@ -37,6 +37,8 @@ OPTIONAL_METRICS: dict[str, tuple[str, ...]] = {
     "agent": ("answer_match",),
 }
 VQAV2_PREFIX = "vqav2:"
+# Tasks that search an indexed collection: `corpus` is indexed before the first sample.
+CORPUS_TASKS = ("retrieval", "agent")
 
 
 class SuiteError(UserError):
@@ -62,7 +64,9 @@ class SuiteFile(BaseModel):
         "file), or 'skimage' for scikit-image's bundled photos; default: the suite's folder",
     )
     corpus: str | None = Field(
-        None, description="retrieval: the folder of images to index and search (default: images)"
+        None,
+        description="retrieval and agent: the folder of images indexed as the user's collection "
+        "('skimage' for scikit-image's photos; retrieval's default: images)",
     )
     metrics: list[str] | None = Field(None, description="metrics to report (default: the task's)")
     experts: list[str] | None = Field(
@@ -73,6 +77,14 @@ class SuiteFile(BaseModel):
     request: str = Field(
         "Describe this image.", description="caption: what the agent is asked for each image"
     )
+
+    @model_validator(mode="after")
+    def _corpus_where_searched(self) -> SuiteFile:
+        if self.corpus is not None and self.task not in CORPUS_TASKS:
+            raise ValueError(
+                f"field 'corpus' applies to tasks {list(CORPUS_TASKS)}, not {self.task!r}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _known_metrics(self) -> SuiteFile:
@@ -127,7 +139,11 @@ class RoutingRow(Row):
 
     request: str = Field(min_length=1)
     image: str | bool | None = None
-    expected_tools: list[str] = Field(min_length=1)
+    # `[]`: no expert should run (a text-only question the LLM answers itself, or a request no
+    # expert can serve, which is declined).
+    expected_tools: list[str] = Field(
+        description="the experts the request needs, in the order of the steps; [] for none"
+    )
 
 
 class AgentRow(Row):
@@ -135,8 +151,12 @@ class AgentRow(Row):
 
     request: str = Field(min_length=1)
     image: str | list[str] | None = None
-    expected_tools: list[str] | None = None
-    answers: list[str] | None = None
+    # Without `expected_tools` the plan is not scored, and `[]` expects no expert to run;
+    # without `answers` the answer is not scored.
+    expected_tools: list[str] | None = Field(
+        None, description="the experts the turn needs, in the order of the steps; [] for none"
+    )
+    answers: list[str] | None = Field(None, min_length=1)
 
 
 ROW_MODELS: dict[str, type[Row]] = {

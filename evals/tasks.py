@@ -1,15 +1,16 @@
 """One function per task: run one sample through the agent's public API and record it.
 
 `vqa` and `caption` ask a fixed set of experts on every sample (through `Agent.ask(...,
-tools=...)`), so each expert can be scored alone beside the fused decision; `agent` lets the
-planner choose, as a user's turn would; `routing` only plans; `retrieval` searches an index
+tools=...)`), so each expert can be scored alone beside the fused decision; `agent` and
+`routing` let the planner choose, as a user's turn would (every step runs, so a search's hits
+exist for the step after it), and score the experts it called; `retrieval` searches an index
 of the suite's corpus.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from PIL import Image
@@ -26,7 +27,7 @@ from sensorium.evals.suite import (
     Suite,
     VqaRow,
 )
-from sensorium.graphs import Decision, ImageMemory
+from sensorium.graphs import Decision
 from sensorium.tools import ImageRef
 from sensorium.tools.profiles import in_profile
 from sensorium.tools.questions import question_kind
@@ -92,20 +93,15 @@ def run_retrieval(agent: Agent, suite: Suite, row: Row, key: str) -> SampleRecor
 
 
 def run_routing(agent: Agent, suite: Suite, row: Row, key: str) -> SampleRecord:
-    """Only plan the turn: which experts would run for this request?"""
+    """A whole turn: which experts did the planner call, over all its steps?"""
     assert isinstance(row, RoutingRow)
     images: list[ImageRef] = []
     if isinstance(row.image, str):
         images = [agent.add_image(suite.image_path(row.image))]
     elif row.image:
         images = [agent.add_image(_stand_in_image())]
-    start = time.perf_counter()
-    plan = agent.planner.plan(row.request, images, [], ImageMemory())
-    latency = (time.perf_counter() - start) * 1000
-    chosen = [call.tool for call in plan.calls]
-    if plan.follow_up is not None:
-        chosen += plan.follow_up.tools
-    chosen = list(dict.fromkeys(chosen))
+    result, latency = _timed_turn(agent, row.request, images, None)
+    chosen = called_tools(result)
     expected = in_profile(row.expected_tools, agent.settings.profile)
     return SampleRecord(
         key=key,
@@ -115,6 +111,7 @@ def run_routing(agent: Agent, suite: Suite, row: Row, key: str) -> SampleRecord:
         prompt=row.request,
         expected=expected,
         chosen=chosen,
+        reply=result.reply,
         score=float(set(chosen) == set(expected)),
     )
 
@@ -126,20 +123,22 @@ def run_agent(agent: Agent, suite: Suite, row: Row, key: str) -> SampleRecord:
     images = [suite.image_path(name) for name in names]
     result, latency = _timed_turn(agent, row.request, images, None)
     record = _answers(agent, result, row.answers, key, row.id, suite, latency)
-    chosen = list(dict.fromkeys(call.tool for call in result.plan.calls))
-    if result.plan.follow_up is not None:
-        chosen = list(dict.fromkeys([*chosen, *result.plan.follow_up.tools]))
     return record.model_copy(
         update={
             "image": str(images[0]) if images else None,
             "prompt": row.request,
             "kind": question_kind(row.request),
-            "chosen": chosen,
+            "chosen": called_tools(result),
             "expected": in_profile(row.expected_tools or [], agent.settings.profile),
             "reply": result.reply,
             "score": record.fused.score if record.fused and row.answers else None,
         }
     )
+
+
+def called_tools(result: TurnResult) -> list[str]:
+    """The experts a turn ran, in the order first called (refused calls do not count)."""
+    return list(dict.fromkeys(call.tool for call in result.plan.calls if call.error is None))
 
 
 RUNNERS: dict[str, SampleRunner] = {
@@ -152,7 +151,7 @@ RUNNERS: dict[str, SampleRunner] = {
 
 
 def _timed_turn(
-    agent: Agent, question: str, images: list[Path], tools: list[str] | None
+    agent: Agent, question: str, images: Sequence[Path | ImageRef], tools: list[str] | None
 ) -> tuple[TurnResult, float]:
     start = time.perf_counter()
     result = agent.ask(question, images, tools=tools)

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 from sensorium._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from sensorium.graphs.builder import ExpertRunner, compile_graph
+    from sensorium.graphs.builder import DEFAULT_MAX_STEPS, ExpertRunner, compile_graph
+    from sensorium.graphs.calls import check_call, expert_calls, new_call_id
     from sensorium.graphs.checkpoint import memory_checkpointer, sqlite_checkpointer
     from sensorium.graphs.fusion import (
         Decision,
@@ -18,25 +19,27 @@ if TYPE_CHECKING:
         fuse_by_image,
         read_weights_file,
     )
+    from sensorium.graphs.memory import ImageMemory
     from sensorium.graphs.normalize import normalise_answer
     from sensorium.graphs.state import (
+        CallSource,
         ExpertTask,
-        FollowUp,
-        ImageMemory,
         Plan,
         Planner,
+        PlannerReply,
         ResetEvidence,
         Responder,
         ToolCall,
         TurnState,
-        image_at,
+        TurnView,
         merge_evidence,
     )
 else:  # run time: each name is imported on first use (see sensorium._lazy)
     __getattr__, __dir__ = lazy_exports(
         __name__,
         {
-            "sensorium.graphs.builder": ("ExpertRunner", "compile_graph"),
+            "sensorium.graphs.builder": ("DEFAULT_MAX_STEPS", "ExpertRunner", "compile_graph"),
+            "sensorium.graphs.calls": ("check_call", "expert_calls", "new_call_id"),
             "sensorium.graphs.checkpoint": ("memory_checkpointer", "sqlite_checkpointer"),
             "sensorium.graphs.fusion": (
                 "Decision",
@@ -47,44 +50,50 @@ else:  # run time: each name is imported on first use (see sensorium._lazy)
                 "fuse_by_image",
                 "read_weights_file",
             ),
+            "sensorium.graphs.memory": ("ImageMemory",),
             "sensorium.graphs.normalize": ("normalise_answer",),
             "sensorium.graphs.state": (
+                "CallSource",
                 "ExpertTask",
-                "FollowUp",
-                "ImageMemory",
                 "Plan",
                 "Planner",
+                "PlannerReply",
                 "ResetEvidence",
                 "Responder",
                 "ToolCall",
                 "TurnState",
-                "image_at",
+                "TurnView",
                 "merge_evidence",
             ),
         },
     )
 
 __all__ = [
+    "DEFAULT_MAX_STEPS",
+    "CallSource",
     "Decision",
     "ExpertRunner",
     "ExpertTask",
     "FittedWeights",
-    "FollowUp",
     "FusionSettings",
     "ImageMemory",
     "Plan",
     "Planner",
+    "PlannerReply",
     "ResetEvidence",
     "Responder",
     "ToolCall",
     "TurnState",
+    "TurnView",
     "Vote",
+    "check_call",
     "compile_graph",
+    "expert_calls",
     "fuse",
     "fuse_by_image",
-    "image_at",
     "memory_checkpointer",
     "merge_evidence",
+    "new_call_id",
     "normalise_answer",
     "read_weights_file",
     "sqlite_checkpointer",

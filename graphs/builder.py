@@ -1,4 +1,10 @@
-"""The turn graph: plan -> experts (parallel fan-out with `Send`) -> fuse -> respond.
+"""The turn graph, an agent loop:
+
+    begin -> agent -> experts (parallel `Send` fan-out) -> observe -> agent -> ... -> respond
+
+`agent` asks the planner for the next step: tool calls (checked, then run in parallel) or
+none (the turn is answered). `observe` fuses the step's answers per image and gives the
+planner each call's result as a `ToolMessage`. `planner.max_steps` bounds the loop.
 
 `compile_graph` takes its collaborators (planner, responder, tools) as arguments, so the graph
 knows nothing of LLMs; `sensorium.build_graph(settings)` wires in the real ones.
@@ -16,21 +22,25 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Send
 
-from sensorium.graphs.fusion import FusionSettings, fuse_by_image
+from sensorium.graphs.calls import check_call, expert_calls, new_call_id, plain_arguments
+from sensorium.graphs.fusion import Decision, FusionSettings, fuse_by_image
+from sensorium.graphs.memory import ImageMemory
+from sensorium.graphs.observations import decision_text, observation
 from sensorium.graphs.state import (
     ExpertTask,
-    FollowUp,
-    ImageMemory,
     Plan,
     Planner,
+    PlannerReply,
     ResetEvidence,
     Responder,
     ToolCall,
     TurnState,
-    image_at,
+    TurnView,
 )
 from sensorium.tools import Evidence, ImageRef, Registry, ToolContext
 from sensorium.tools.questions import question_kind
+
+DEFAULT_MAX_STEPS = 4
 
 
 class ExpertRunner:
@@ -46,22 +56,24 @@ class ExpertRunner:
 
     def __call__(self, call: ToolCall) -> Evidence:
         if call.tool not in self.registry:
-            return Evidence(expert=call.tool, error=f"no tool named {call.tool!r} is installed")
+            evidence = Evidence(expert=call.tool, error=f"no tool named {call.tool!r} is installed")
+            return evidence.model_copy(update={"call_id": call.id})
         tool = self.registry.get(call.tool)
         future = self._pool.submit(tool.run, self.context, dict(call.arguments))
         try:
-            return future.result(timeout=self.timeout_s)
+            evidence = future.result(timeout=self.timeout_s)
         except FutureTimeout:
-            return Evidence(
+            evidence = Evidence(
                 expert=call.tool,
                 error=f"timed out after {self.timeout_s:g} s",
                 latency_ms=self.timeout_s * 1000,
                 image=tool.image_of(call.arguments),
             )
+        return evidence.model_copy(update={"call_id": call.id})
 
 
 def retrieved_images(evidence: list[Evidence]) -> list[ImageRef]:
-    """Images an expert found this turn (a retriever's `hits`), best first."""
+    """Images an expert found (a retriever's `hits`), best first."""
     found: list[ImageRef] = []
     for item in evidence:
         for hit in item.payload.get("hits", []) if item.ok else []:
@@ -70,24 +82,14 @@ def retrieved_images(evidence: list[Evidence]) -> list[ImageRef]:
     return found
 
 
-def follow_up_calls(
-    stage: FollowUp, retrieved: list[ImageRef], registry: Registry
-) -> list[ToolCall]:
-    """The second-stage calls: each follow-up tool on each chosen retrieved image."""
-    chosen = [image_at(retrieved, position) for position in stage.positions]
-    calls = []
-    for image in dict.fromkeys(image for image in chosen if image is not None):
-        for name in stage.tools:
-            if name not in registry:
-                continue
-            tool = registry.get(name)
-            arguments: dict[str, Any] = {}
-            if tool.image_params:
-                arguments[tool.image_params[0]] = image
-            if tool.takes_question:
-                arguments["question"] = stage.question
-            calls.append(ToolCall(tool=name, arguments=arguments, source="router"))
-    return calls
+def memory_of(state: TurnState) -> ImageMemory:
+    """The image memory as the planner sees it."""
+    return ImageMemory(
+        gallery=list(state.get("gallery", [])),
+        attached=list(state.get("images", [])),
+        retrieved=list(state.get("retrieved", [])),
+        findings=dict(state.get("findings", {})),
+    )
 
 
 def compile_graph(
@@ -98,74 +100,148 @@ def compile_graph(
     context: ToolContext,
     fusion: FusionSettings | None = None,
     expert_timeout_s: float = 120.0,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    max_calls: int = 16,
     checkpointer: BaseCheckpointSaver[Any] | None = None,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
-    """Build and compile the turn graph from its collaborators."""
+    """Build and compile the turn graph from its collaborators.
+
+    Args:
+        planner: chooses each step's tool calls (an LLM, or the router)
+        responder: writes the reply from the decisions
+        registry: the experts calls may name
+        context: what experts receive besides their arguments
+        fusion: weights and abstention threshold
+        expert_timeout_s: a call taking longer becomes an error
+        max_steps: most steps of tool calls in one turn
+        max_calls: most calls run in one step (the rest come back as errors)
+        checkpointer: where threads persist
+    """
     fusion = fusion or FusionSettings()
     run_expert = ExpertRunner(registry, context, expert_timeout_s)
 
-    def plan(state: TurnState) -> dict[str, Any]:
-        images = list(state.get("images", []))
-        memory = ImageMemory(
-            gallery=[*state.get("gallery", []), *images], retrieved=state.get("retrieved", [])
-        )
-        chosen = planner.plan(
-            state.get("question", ""),
-            images,
-            state.get("messages", []),
-            memory,
-            tools=state.get("requested_tools"),
-        )
-        if chosen.images is not None:
-            images = chosen.images
+    def begin(state: TurnState) -> dict[str, Any]:
         return {
-            "plan": chosen,
-            "images": images,
-            "gallery": images,
+            "gallery": list(state.get("images", [])),
+            "plan": Plan(),
             "evidence": ResetEvidence(),
             "decisions": [],
             "reply": "",
         }
 
+    def agent(state: TurnState) -> dict[str, Any]:
+        plan = state["plan"].model_copy(deep=True)
+        step = plan.steps + 1
+        memory = memory_of(state)
+        requested = state.get("requested_tools")
+        if requested is not None:  # the caller chose the experts: one step, exactly those
+            if step > 1:
+                plan.steps = step
+                return {"plan": plan}
+            question = state.get("question", "")
+            chosen = expert_calls(registry, requested, question, memory.attached)
+            reply = PlannerReply(message=AIMessage(content="", tool_calls=chosen), source="caller")
+            if not chosen:
+                plan.notes.append("the requested experts need an image and none is attached")
+        elif step > max_steps:
+            plan.notes.append(
+                f"stopped after {max_steps} steps (planner.max_steps); "
+                "answered with what the experts found"
+            )
+            plan.steps = step
+            return {"plan": plan}
+        else:
+            view = TurnView(
+                question=state.get("question", ""),
+                messages=list(state.get("messages", [])),
+                memory=memory,
+                step=step,
+                llm_error=plan.llm_error,
+            )
+            reply = planner(view)
+        plan.steps = step
+        plan.notes += reply.notes
+        plan.llm_error = plan.llm_error or reply.llm_error
+        message = reply.message
+        raw_calls: list[dict[str, Any]] = [
+            dict(raw) for raw in [*message.tool_calls, *message.invalid_tool_calls]
+        ]
+        if not raw_calls:
+            plan.final = message.text.strip()
+            plan.final_source = reply.source
+            plan.final_kind = reply.final_kind or ("answer" if plan.final else "done")
+            plan.declined = reply.declined
+            return {"plan": plan}
+        calls = [
+            check_call(raw, registry, memory, step=step, source=reply.source) for raw in raw_calls
+        ]
+        for extra in calls[max_calls:]:
+            extra.error = f"only {max_calls} calls run per step; call the rest in the next step"
+        plan.calls += calls
+        # The message keeps the ids the calls ran under, so each result pairs with its call.
+        recorded = AIMessage(
+            content=message.content,
+            tool_calls=[
+                {
+                    "name": c.tool,
+                    "args": plain_arguments(c.arguments),
+                    "id": c.id,
+                    "type": "tool_call",
+                }
+                for c in calls
+            ],
+            name=message.name,
+            id=message.id,
+        )
+        return {"plan": plan, "messages": [recorded]}
+
     def fan_out(state: TurnState) -> list[Send] | str:
-        calls = state["plan"].calls
-        if not calls:
-            return "fuse"
-        return [Send("expert", ExpertTask(call=call)) for call in calls]
+        plan = state["plan"]
+        calls = plan.step_calls(plan.steps) if plan.steps else []
+        if not calls:  # the planner answered, or the loop stopped
+            return "respond"
+        runnable = [call for call in calls if call.error is None]
+        if not runnable:
+            return "observe"
+        return [Send("expert", ExpertTask(call=call)) for call in runnable]
 
     def expert(task: ExpertTask) -> dict[str, Any]:
         return {"evidence": [run_expert(task["call"])]}
 
-    def collect(state: TurnState) -> dict[str, Any]:
-        retrieved = retrieved_images(state.get("evidence", []))
-        if not retrieved:
-            return {}
-        return {"retrieved": retrieved, "gallery": retrieved}
-
-    def follow_up(state: TurnState) -> list[Send] | str:
-        stage = state["plan"].follow_up
-        retrieved = retrieved_images(state.get("evidence", []))
-        if stage is None or not retrieved:
-            return "fuse"
-        calls = follow_up_calls(stage, retrieved, registry)
-        return [Send("follow_up_expert", ExpertTask(call=call)) for call in calls] or "fuse"
-
-    def fuse(state: TurnState) -> dict[str, Any]:
-        tools = {
-            e.expert: registry.get(e.expert)
-            for e in state.get("evidence", [])
-            if e.expert in registry
+    def observe(state: TurnState) -> dict[str, Any]:
+        plan = state["plan"]
+        calls = plan.step_calls(plan.steps)
+        ids = {call.id for call in calls}
+        found = [e for e in state.get("evidence", []) if e.call_id in ids]
+        decisions = _fuse_step(found, calls, state.get("question", ""))
+        retrieved = retrieved_images(found)
+        memory = memory_of(state)
+        memory.gallery = [*memory.gallery, *[r for r in retrieved if not memory.number(r)]]
+        if retrieved:
+            memory.retrieved = retrieved
+        by_call = {e.call_id: e for e in found}
+        messages = [observation(c, by_call.get(c.id), decisions, memory) for c in calls]
+        update: dict[str, Any] = {
+            "messages": messages,
+            "decisions": [*state.get("decisions", []), *decisions],
+            "findings": {
+                d.image: decision_text(d, memory) for d in decisions if d.image is not None
+            },
         }
+        if retrieved:
+            update |= {"retrieved": retrieved, "gallery": retrieved}
+        return update
+
+    def _fuse_step(found: list[Evidence], calls: list[ToolCall], question: str) -> list[Decision]:
         answering = [
-            e
-            for e in state.get("evidence", [])
-            if e.expert in tools and tools[e.expert].answers_questions
+            e for e in found if e.expert in registry and registry.get(e.expert).answers_questions
         ]
         # Experts that saw the question answer it; the others (a captioner) only describe,
         # and vote only when nobody answered the question itself.
-        voters = [e for e in answering if tools[e.expert].takes_question] or answering
-        kind = question_kind(state.get("question", ""))
-        return {"decisions": fuse_by_image(voters, fusion, kind)}
+        voters = [e for e in answering if registry.get(e.expert).takes_question] or answering
+        asked = [c.arguments.get("question") for c in calls if c.arguments.get("question")]
+        kind = question_kind(str(asked[0]) if asked else question)
+        return fuse_by_image(voters, fusion, kind)
 
     def respond(state: TurnState) -> dict[str, Any]:
         reply = responder.respond(
@@ -177,17 +253,18 @@ def compile_graph(
         return {"reply": reply, "messages": [AIMessage(content=reply)]}
 
     graph = StateGraph(TurnState)
-    graph.add_node("plan", plan)
+    graph.add_node("begin", begin)
+    graph.add_node("agent", agent)
     graph.add_node("expert", expert)  # type: ignore[arg-type]
-    graph.add_node("collect", collect)
-    graph.add_node("follow_up_expert", expert)  # type: ignore[arg-type]
-    graph.add_node("fuse", fuse)
+    graph.add_node("observe", observe)
     graph.add_node("respond", respond)
-    graph.add_edge(START, "plan")
-    graph.add_conditional_edges("plan", fan_out, ["expert", "fuse"])
-    graph.add_edge("expert", "collect")
-    graph.add_conditional_edges("collect", follow_up, ["follow_up_expert", "fuse"])
-    graph.add_edge("follow_up_expert", "fuse")
-    graph.add_edge("fuse", "respond")
+    graph.add_edge(START, "begin")
+    graph.add_edge("begin", "agent")
+    graph.add_conditional_edges("agent", fan_out, ["expert", "observe", "respond"])
+    graph.add_edge("expert", "observe")
+    graph.add_edge("observe", "agent")
     graph.add_edge("respond", END)
     return graph.compile(checkpointer=checkpointer)
+
+
+__all__ = ["DEFAULT_MAX_STEPS", "ExpertRunner", "compile_graph", "memory_of", "new_call_id"]

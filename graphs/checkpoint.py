@@ -14,7 +14,8 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from sensorium.graphs.fusion import Decision, Vote
-from sensorium.graphs.state import FollowUp, ImageMemory, Plan, ResetEvidence, ToolCall
+from sensorium.graphs.memory import ImageMemory
+from sensorium.graphs.state import Plan, ResetEvidence, ToolCall
 from sensorium.tools import Evidence, ImageRef
 
 STATE_TYPES = (
@@ -22,7 +23,6 @@ STATE_TYPES = (
     ImageRef,
     Plan,
     ToolCall,
-    FollowUp,
     ImageMemory,
     Decision,
     Vote,

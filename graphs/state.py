@@ -4,48 +4,60 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Protocol, TypedDict
 
-from langchain_core.messages import AnyMessage
+from langchain_core.messages import AIMessage, AnyMessage
 from langgraph.graph.message import add_messages
 from pydantic import BaseModel, Field
 
 from sensorium.graphs.fusion import Decision
+from sensorium.graphs.memory import ImageMemory
 from sensorium.tools import Evidence, ImageRef
+
+CallSource = Literal["llm", "router", "caller"]
 
 
 class ToolCall(BaseModel):
-    """One expert to consult, with its arguments (images as references)."""
+    """One expert call of a step, with its arguments (images as references).
+
+    A call the planner got wrong (an unknown tool, arguments that fail the tool's schema, an
+    image reference that names no image) keeps its `error` and does not run; the planner sees
+    the error as the call's result and may correct it on the next step.
+    """
 
     tool: str
     arguments: dict[str, Any] = Field(default_factory=dict)
-    source: Literal["llm", "router"] = "router"
-
-
-class FollowUp(BaseModel):
-    """Experts to run on images retrieved earlier in the same turn."""
-
-    tools: list[str] = Field(default_factory=list)
-    question: str = Field("", description="what to ask about the retrieved images")
-    positions: list[int] = Field(
-        default_factory=lambda: [1], description="1-based positions among the results; -1: last"
-    )
+    source: CallSource = "router"
+    id: str = Field("", description="the tool call id the planner gave it")
+    step: int = Field(1, ge=1, description="the step of the loop that made the call")
+    error: str | None = Field(None, description="why the call was refused (it did not run)")
 
 
 class Plan(BaseModel):
-    """The experts chosen for a turn, and how they were chosen."""
+    """Every call of a turn, step by step, and how the planner got there."""
 
     calls: list[ToolCall] = Field(default_factory=list)
-    follow_up: FollowUp | None = Field(None, description="a second stage on retrieved images")
-    images: list[ImageRef] | None = Field(
-        None, description="the images the turn is about, when the planner resolved a reference"
-    )
+    steps: int = Field(0, ge=0, description="how many times the planner was asked")
     notes: list[str] = Field(default_factory=list, description="why the plan looks as it does")
     llm_error: str | None = Field(
         None, description="why the LLM failed this turn; the rest of the turn does without it"
     )
+    final: str = Field(
+        "", description="the planner's closing text (an LLM's own answer, or a refusal)"
+    )
+    final_source: CallSource | None = Field(None, description="who wrote `final`")
+    final_kind: str | None = Field(
+        None,
+        description="why the planner stopped: 'answer' (an LLM's own text), 'done' (the "
+        "experts answered), 'declined' (no expert can), 'needs_image', 'text_only', 'no_tool'",
+    )
+    declined: str | None = Field(None, description="what was asked that no expert does")
+
+    def step_calls(self, step: int) -> list[ToolCall]:
+        """The calls made at one step."""
+        return [call for call in self.calls if call.step == step]
 
 
 class ResetEvidence(BaseModel):
-    """Written by the plan node so a new turn starts with no evidence from the last one."""
+    """Written at the start of a turn so it starts with no evidence from the last one."""
 
 
 def merge_evidence(
@@ -57,13 +69,6 @@ def merge_evidence(
     return [*(current or []), *update]
 
 
-def image_at(images: list[ImageRef], position: int) -> ImageRef | None:
-    """The image at a 1-based position (-1 is the last), or None when there is none."""
-    if position == 0 or not -len(images) <= position <= len(images):
-        return None
-    return images[position - 1] if position > 0 else images[position]
-
-
 def remember_images(current: list[ImageRef] | None, update: list[ImageRef]) -> list[ImageRef]:
     """Reducer: the thread's image memory, in first-seen order, each image once."""
     seen = {image.sha256 for image in current or []}
@@ -71,15 +76,21 @@ def remember_images(current: list[ImageRef] | None, update: list[ImageRef]) -> l
     return [*(current or []), *list({image.sha256: image for image in fresh}.values())]
 
 
+def merge_findings(current: dict[str, str] | None, update: dict[str, str]) -> dict[str, str]:
+    """Reducer: what was last found about each image (by sha256)."""
+    return {**(current or {}), **update}
+
+
 class TurnState(TypedDict, total=False):
     """Graph state. Input per turn: `messages` (the user's message), `question`, `images`."""
 
     messages: Annotated[list[AnyMessage], add_messages]
     question: str
-    images: list[ImageRef]
+    images: list[ImageRef]  # attached to this turn
     requested_tools: list[str] | None  # set per turn: ask exactly these experts
     gallery: Annotated[list[ImageRef], remember_images]
-    retrieved: list[ImageRef]
+    retrieved: list[ImageRef]  # the last retrieval's hits, best first
+    findings: Annotated[dict[str, str], merge_findings]
     plan: Plan
     evidence: Annotated[list[Evidence], merge_evidence]
     decisions: list[Decision]
@@ -92,26 +103,33 @@ class ExpertTask(TypedDict):
     call: ToolCall
 
 
+class TurnView(BaseModel):
+    """What the planner sees at one step: the thread's messages and its image memory."""
+
+    question: str
+    messages: list[AnyMessage]
+    memory: ImageMemory
+    step: int = Field(ge=1)
+    llm_error: str | None = Field(None, description="the LLM already failed this turn")
+
+
+class PlannerReply(BaseModel):
+    """The planner's move: a message with tool calls (another step) or without (done)."""
+
+    message: AIMessage
+    source: CallSource
+    notes: list[str] = Field(default_factory=list)
+    llm_error: str | None = None
+    final_kind: str | None = Field(None, description="see `Plan.final_kind`")
+    declined: str | None = None
+
+
 class Planner(Protocol):
-    """Chooses the experts for a turn."""
+    """Chooses the next step of a turn: which experts to call, or that it is done."""
 
-    def plan(
-        self,
-        question: str,
-        images: list[ImageRef],
-        history: list[AnyMessage],
-        memory: ImageMemory,
-        tools: list[str] | None = None,
-    ) -> Plan:
-        """The plan for this question and these images (exactly `tools` when given)."""
+    def __call__(self, view: TurnView) -> PlannerReply:
+        """The next move for this view of the turn."""
         ...
-
-
-class ImageMemory(BaseModel):
-    """The images a thread has seen: every one in order, and the last retrieval's results."""
-
-    gallery: list[ImageRef] = Field(default_factory=list)
-    retrieved: list[ImageRef] = Field(default_factory=list)
 
 
 class Responder(Protocol):

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         LLMSettings,
         PlannerSettings,
         Settings,
+        TurnEvent,
         TurnResult,
         build_graph,
     )
@@ -50,6 +51,7 @@ else:  # run time: each name is imported on first use (see sensorium._lazy)
                 "LLMSettings",
                 "PlannerSettings",
                 "Settings",
+                "TurnEvent",
                 "TurnResult",
                 "build_graph",
             ),
@@ -104,6 +106,7 @@ __all__ = [
     "ToolContext",
     "ToolDefinitionError",
     "ToolInputError",
+    "TurnEvent",
     "TurnResult",
     "UserError",
     "__version__",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field
 from tiny_models import (
     build_blip_caption,
@@ -70,28 +72,40 @@ def red_image() -> Path:
 
 
 class ScriptedChatModel(BaseChatModel):
-    """A chat model whose reply is computed by a Python function of the messages."""
+    """A tool-calling chat model whose reply a Python function of the messages computes: a
+    text, or an `AIMessage` (with `tool_calls`). It records what it was asked and bound."""
 
-    script: Callable[[list[BaseMessage]], str]
+    script: Callable[[list[BaseMessage]], str | AIMessage]
     calls: list[list[BaseMessage]] = Field(default_factory=list)
+    bound_tools: list[dict[str, Any]] = Field(default_factory=list)
 
     @property
     def _llm_type(self) -> str:
         return "scripted"
 
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedChatModel:  # type: ignore[override]
+        self.bound_tools = [convert_to_openai_tool(tool) for tool in tools]
+        return self
+
     def _generate(
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
     ) -> ChatResult:
         self.calls.append(messages)
-        reply = AIMessage(content=self.script(messages))
-        return ChatResult(generations=[ChatGeneration(message=reply)])
+        reply = self.script(messages)
+        message = reply if isinstance(reply, AIMessage) else AIMessage(content=reply)
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def call(name: str, **args: Any) -> dict[str, Any]:
+    """A tool call for a scripted reply, e.g. `call("caption", image="1")`."""
+    return {"name": name, "args": args, "id": f"call_{uuid.uuid4().hex[:8]}", "type": "tool_call"}
 
 
 @pytest.fixture
-def scripted() -> Callable[[Callable[[list[BaseMessage]], str]], ScriptedChatModel]:
-    """Make a scripted chat model: `scripted(lambda messages: '{"tools": ["caption"]}')`."""
+def scripted() -> Callable[[Callable[[list[BaseMessage]], str | AIMessage]], ScriptedChatModel]:
+    """Make a scripted chat model: `scripted(lambda messages: AIMessage("", tool_calls=...))`."""
 
-    def make(script: Callable[[list[BaseMessage]], str]) -> ScriptedChatModel:
+    def make(script: Callable[[list[BaseMessage]], str | AIMessage]) -> ScriptedChatModel:
         return ScriptedChatModel(script=script, calls=[])
 
     return make

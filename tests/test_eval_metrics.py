@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from test_eval_suite import write_suite
 
+from sensorium import Settings
+from sensorium.evals import SampleRecord, load_suite
 from sensorium.evals.metrics import (
+    NO_TOOL,
     answer_match,
     bleu4,
     caption_tokens,
@@ -22,6 +28,8 @@ from sensorium.evals.metrics import (
     routing_metrics,
 )
 from sensorium.evals.metrics import vqa_accuracy as vqa
+from sensorium.evals.results import ExpertAnswer
+from sensorium.evals.scoring import summarise
 
 # VQA accuracy
 
@@ -295,6 +303,73 @@ def test_routing_metrics_empty() -> None:
         0.0,
         {},
     )
+
+
+def test_routing_metrics_score_requests_that_need_no_expert() -> None:
+    metrics = routing_metrics(
+        [
+            ([], []),  # declined, as expected: exact
+            ([], ["caption"]),  # an expert ran where none should
+            (["classify"], []),  # nothing ran where classify should
+            ([], None),  # failed before choosing: never exact, chooses nothing
+            (["colours"], ["colours"]),  # exact
+        ]
+    )
+    assert (metrics.total, metrics.exact, metrics.exact_accuracy) == (5, 2, 0.4)
+    assert list(metrics.per_tool) == [NO_TOOL, "caption", "classify", "colours"]
+    none = metrics.per_tool[NO_TOOL]
+    # no expert expected in pairs 1, 2, 4; none chosen in 1, 3 (4 chose nothing at all)
+    # -> P = 1/2, R = 1/3
+    assert (none.support, none.predicted) == (3, 2)
+    assert none.precision == 0.5
+    assert none.recall == pytest.approx(1 / 3)
+    caption = metrics.per_tool["caption"]  # chosen once, never expected: R = 0.0, no division
+    assert (caption.precision, caption.recall, caption.support, caption.predicted) == (0, 0, 0, 1)
+    classify = metrics.per_tool["classify"]  # expected once, never chosen: P = 0.0
+    assert (classify.precision, classify.recall, classify.support, classify.predicted) == (
+        0,
+        0,
+        1,
+        0,
+    )
+
+
+def test_routing_metrics_when_nothing_is_ever_expected_or_chosen() -> None:
+    metrics = routing_metrics([([], []), ((), set())])
+    assert (metrics.exact, metrics.exact_accuracy) == (2, 1.0)
+    assert list(metrics.per_tool) == [NO_TOOL]
+    none = metrics.per_tool[NO_TOOL]
+    assert (none.precision, none.recall, none.support, none.predicted) == (1.0, 1.0, 2, 2)
+    only_failed = routing_metrics([([], None)])
+    assert (only_failed.exact_accuracy, only_failed.per_tool[NO_TOOL].precision) == (0.0, 0.0)
+
+
+def test_an_agent_run_scores_each_part_on_the_rows_that_give_it(tmp_path: Path) -> None:
+    rows = [
+        {"id": "a1", "request": "What is the capital of France?", "expected_tools": []},
+        {"id": "a2", "request": "Describe it", "expected_tools": ["caption"]},
+        {"id": "a3", "request": "What animal?", "image": "chelsea.jpg", "answers": ["cat"]},
+        {"id": "a4", "request": "Draw me a horse", "expected_tools": []},
+    ]
+    suite = load_suite(write_suite(tmp_path, rows, task="agent"))
+
+    def record(sample: str, chosen: list[str], **fields: Any) -> SampleRecord:
+        return SampleRecord(key=f"k:{sample}", id=sample, task="agent", chosen=chosen, **fields)
+
+    records = [
+        record("a1", []),  # declined as expected
+        record("a2", ["caption"], fused=ExpertAnswer(answer="a cat", confidence=0.5)),
+        record("a3", ["classify"], fused=ExpertAnswer(answer="cat", confidence=0.9, score=1.0)),
+        record("a4", [], error="RuntimeError: boom"),  # crashed before planning: a miss
+    ]
+    results = summarise(suite, records, Settings(), "digest")
+    # routing: a1, a2 and a4 give expected_tools (a4's [] is scored, a3's absence is not)
+    assert results.counts["routing"] == 3
+    assert results.metrics["routing"]["exact_match"] == pytest.approx(2 / 3)
+    assert results.metrics[f"tool:{NO_TOOL}"] == {"precision": 1.0, "recall": 0.5, "support": 2.0}
+    # answers: only a3 gives them; a2's caption is not an answer scored 0
+    assert results.counts["fused"] == 1
+    assert results.metrics["fused"]["accuracy"] == 1.0
 
 
 # Percentile

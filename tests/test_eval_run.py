@@ -169,6 +169,22 @@ def test_an_agent_run_scores_the_planner_and_the_answer(tmp_path: Path, settings
     assert results.metrics["fused"]["accuracy"] == 1.0
 
 
+def test_an_agent_run_searches_its_corpus(tmp_path: Path, settings: Settings) -> None:
+    rows = [
+        {
+            "id": "a1",
+            "request": "Find my photos of cats and tell me what animal the first one shows",
+            "expected_tools": ["retrieve", "classify", "answer_question"],
+            "answers": ["cat"],
+        }
+    ]
+    path = write_suite(tmp_path / "suite", rows, task="agent", corpus="images")
+    outcome = run_suite(load_suite(path), settings, out=tmp_path / "runs", chat_model=None)
+    first = records_of(outcome.run_dir)[0]
+    assert first["chosen"][0] == "retrieve"  # type: ignore[index]
+    assert outcome.results.metrics["fused"]["accuracy"] == 1.0  # the hit was chelsea.jpg
+
+
 def test_the_example_suite_runs_as_documented(tmp_path: Path, settings: Settings) -> None:
     example = Path(__file__).resolve().parents[1] / "examples" / "suite" / "example.yaml"
     outcome = run_suite(load_suite(example), settings, out=tmp_path / "runs", chat_model=None)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sensorium.evals import SuiteError, builtin_suites, load_suite, resolve_suite_paths
-from sensorium.evals.suite import TASK_METRICS, suite_json_schema
+from sensorium.evals.suite import TASK_METRICS, AgentRow, RoutingRow, suite_json_schema
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 
@@ -129,6 +129,7 @@ def test_the_built_in_suites_load_and_are_big_enough() -> None:
     assert sizes["photos-captions"] >= 20
     assert sizes["routing"] >= 150
     assert sizes["retrieval"] >= 20
+    assert sizes["agent"] >= 40
 
 
 def test_the_routing_suite_covers_every_tool_and_mixed_requests() -> None:
@@ -137,6 +138,56 @@ def test_the_routing_suite_covers_every_tool_and_mixed_requests() -> None:
     for name in ("classify", "answer_question", "colours", "caption", "embed_image", "retrieve"):
         assert tools.count(name) >= 15, name
     assert sum(1 for row in rows if len(getattr(row, "expected_tools", [])) > 1) >= 30
+
+
+def test_the_routing_suite_holds_requests_that_need_no_expert() -> None:
+    rows = load_suite(builtin_suites()["routing"]).rows
+    none = [row for row in rows if getattr(row, "expected_tools", None) == []]
+    assert len(none) >= 25
+    assert sum(1 for row in none if getattr(row, "image", None) is True) >= 5  # with an image
+    assert sum(1 for row in none if getattr(row, "image", None) is False) >= 15  # without
+
+
+def test_the_agent_suite_mixes_searches_languages_and_requests_needing_no_expert() -> None:
+    suite = load_suite(builtin_suites()["agent"])
+    rows = [row for row in suite.rows if isinstance(row, AgentRow)]
+    assert len(rows) == len(suite.rows) >= 40
+    assert suite.answer_metric == "answer_match"
+    assert suite.corpus is not None and (suite.corpus / "chelsea.png").is_file()
+    searches = [row for row in rows if (row.expected_tools or [""])[0] == "retrieve"]
+    assert len(searches) >= 12
+    assert all(len(row.expected_tools or []) >= 2 for row in searches)  # a step after the search
+    assert sum(1 for row in rows if not row.request.isascii()) >= 10
+    assert sum(1 for row in rows if isinstance(row.image, list) and len(row.image) == 2) >= 4
+    none = [row for row in rows if row.expected_tools == []]
+    assert sum(1 for row in none if row.image is None) >= 4  # text-only (and declined)
+    assert sum(1 for row in none if row.image) >= 3  # declined, with an image
+    assert sum(1 for row in rows if row.answers) >= 20
+    assert all(row.expected_tools is not None for row in rows)
+
+
+def test_no_expert_is_a_valid_expectation(tmp_path: Path) -> None:
+    routing = [{"id": "t1", "request": "What is the capital of France?", "expected_tools": []}]
+    row = load_suite(write_suite(tmp_path / "r", routing, task="routing")).rows[0]
+    assert isinstance(row, RoutingRow) and row.expected_tools == []
+    agent = [{"id": "a1", "request": "Draw me a cat", "expected_tools": []}]
+    turn = load_suite(write_suite(tmp_path / "a", agent, task="agent")).rows[0]
+    assert isinstance(turn, AgentRow) and (turn.expected_tools, turn.answers) == ([], None)
+    missing = [{"id": "t1", "request": "What is this?"}]
+    with pytest.raises(SuiteError, match=r"data\.jsonl:1: field 'expected_tools': Field required"):
+        load_suite(write_suite(tmp_path / "m", missing, task="routing"))
+    no_answers = [{"id": "a1", "request": "What is this?", "answers": []}]
+    with pytest.raises(SuiteError, match=r"data\.jsonl:1: field 'answers'"):
+        load_suite(write_suite(tmp_path / "n", no_answers, task="agent"))
+
+
+def test_a_corpus_is_for_suites_that_search(tmp_path: Path) -> None:
+    rows = [{"id": "a1", "request": "Find my cat photos", "expected_tools": ["retrieve"]}]
+    suite = load_suite(write_suite(tmp_path / "a", rows, task="agent", corpus="images"))
+    assert suite.corpus == (tmp_path / "a" / "images").resolve()
+    assert load_suite(write_suite(tmp_path / "b", rows, task="agent")).corpus is None
+    with pytest.raises(SuiteError, match="field 'corpus' applies to tasks"):
+        load_suite(write_suite(tmp_path / "c", [VQA_ROW], corpus="images"))
 
 
 def test_the_schema_covers_the_file_and_every_task_row() -> None:

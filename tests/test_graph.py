@@ -10,14 +10,20 @@ import time
 from pathlib import Path
 
 import pytest
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from PIL import Image
 
-from sensorium import Agent, Evidence, ImageRef, Plan, Settings, ToolCall, build_graph
+from sensorium import Agent, Evidence, ImageRef, Settings, build_graph
 from sensorium.agent import template_reply
-from sensorium.graphs import compile_graph, memory_checkpointer, sqlite_checkpointer
+from sensorium.graphs import (
+    PlannerReply,
+    TurnView,
+    compile_graph,
+    memory_checkpointer,
+    sqlite_checkpointer,
+)
 from sensorium.tools import ImageStore, ModelHost, Registry, ToolContext, expert
 
 both_started = threading.Barrier(2, timeout=10)
@@ -67,20 +73,19 @@ def slow(ctx: ToolContext, image: ImageRef) -> Evidence:
 
 
 class FixedPlanner:
-    """Plans the same tools for every turn, on the turn's first image."""
+    """Calls the same tools in every turn's first step, on the turn's first image."""
 
     def __init__(self, *tools: str) -> None:
         self.tools = tools
 
-    def plan(
-        self,
-        question: str,
-        images: list[ImageRef],
-        history: object,
-        memory: object,
-        tools: object = None,
-    ) -> Plan:
-        return Plan(calls=[ToolCall(tool=t, arguments={"image": images[0]}) for t in self.tools])
+    def __call__(self, view: TurnView) -> PlannerReply:
+        if view.step > 1:
+            return PlannerReply(message=AIMessage(content=""), source="router")
+        image = view.memory.attached[0].sha256
+        calls = [
+            {"name": t, "args": {"image": image}, "id": f"c{i}"} for i, t in enumerate(self.tools)
+        ]
+        return PlannerReply(message=AIMessage(content="", tool_calls=calls), source="router")
 
 
 class TemplateResponder:
@@ -129,7 +134,8 @@ def test_a_second_turn_does_not_see_the_first_turns_evidence(tmp_path: Path) -> 
     second = turn(graph, image)
     assert len(first["evidence"]) == 1
     assert len(second["evidence"]) == 1
-    assert len(second["messages"]) == 4  # the conversation itself does accumulate
+    # The conversation itself accumulates: question, calls, result, reply per turn.
+    assert [m.type for m in second["messages"]] == ["human", "ai", "tool", "ai"] * 2
 
 
 def test_a_failing_expert_becomes_evidence_and_the_turn_completes(tmp_path: Path) -> None:

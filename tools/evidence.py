@@ -47,6 +47,7 @@ class Evidence(BaseModel):
     latency_ms: float = Field(0.0, ge=0.0)
     error: str | None = None
     image: str | None = Field(None, description="sha256 of the image this is about, if any")
+    call_id: str | None = Field(None, description="the planner's tool call this answers, if any")
 
     @property
     def ok(self) -> bool:
