@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from sensorium.graphs import Decision, Plan, ToolCall
+from sensorium.graphs import Decision, Plan, ToolCall, plain_arguments
 from sensorium.tools import Evidence, ImageRef
 
 
@@ -63,7 +63,7 @@ class TurnResult(BaseModel):
 
 
 def _call_summary(call: ToolCall) -> dict[str, Any]:
-    arguments = {k: (v.sha256 if isinstance(v, ImageRef) else v) for k, v in call.arguments.items()}
+    arguments = plain_arguments(call.arguments)
     return {
         "step": call.step,
         "tool": call.tool,

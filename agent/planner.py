@@ -11,6 +11,7 @@ router, and the failure is reported in the plan.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -22,19 +23,25 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
-from langchain_core.runnables import Runnable
 
+from sensorium.agent.llm import describe_llm_failure, naming_the_server
 from sensorium.agent.prompts import PLANNER_SYSTEM
 from sensorium.agent.router_model import MEMORY_KEY, RouterChatModel
 from sensorium.graphs import CallSource, PlannerReply, TurnView
-from sensorium.tools import ModelUnavailableError, Registry, Tool
+from sensorium.tools import Registry, Tool
 
-IMAGE_REFERENCE = "an image number from the list of images (or its file name or sha256)"
+IMAGE_REFERENCE = "the number of an image in the conversation's list of images"
+MAX_TEXT_ARGUMENT = 300
+"""Longest text argument offered: a small model under a grammar otherwise may never stop."""
 
 
-def tool_definition(tool: Tool) -> dict[str, Any]:
-    """The tool in OpenAI function form, as the planner's model sees it: image arguments are
-    references it can read in the conversation, and the examples show what the tool is for."""
+def tool_definition(tool: Tool, images: Sequence[str] = ()) -> dict[str, Any]:
+    """The tool in OpenAI function form, as the planner's model sees it.
+
+    Image arguments are references to the conversation's images, offered as an `enum` of
+    `images` (their numbers) when there are any: a model decoding under the schema (llama.cpp's
+    grammar) can then only name an image that exists. The examples show what the tool is for.
+    """
     schema = tool.input_model.model_json_schema()
     properties: dict[str, Any] = {}
     for name, prop in schema.get("properties", {}).items():
@@ -42,6 +49,10 @@ def tool_definition(tool: Tool) -> dict[str, Any]:
         if name in tool.image_params:
             described = prop.get("description", "the image")
             prop = {"type": "string", "description": f"{described}: {IMAGE_REFERENCE}"}
+            if images:
+                prop["enum"] = list(images)
+        elif prop.get("type") == "string" and "maxLength" not in prop and "enum" not in prop:
+            prop["maxLength"] = MAX_TEXT_ARGUMENT
         properties[name] = prop
     parameters: dict[str, Any] = {
         "type": "object",
@@ -82,27 +93,32 @@ class ChatPlanner:
         router: RouterChatModel | None = None,
         history_turns: int = 6,
     ) -> None:
-        tools = [tool_definition(tool) for tool in registry]
         self.model = model
+        self.registry = registry
         self.source: CallSource = "router" if isinstance(model, RouterChatModel) else "llm"
-        self.bound: Runnable[Any, BaseMessage] = model.bind_tools(tools)
-        self.router = router.bind_tools(tools) if router is not None else None
+        self.router = router
         self.history_turns = history_turns
+
+    def tools(self, view: TurnView) -> list[dict[str, Any]]:
+        """Every enabled expert as a tool, its image arguments limited to this turn's images."""
+        images = [str(number) for number in range(1, len(view.memory.gallery) + 1)]
+        return [tool_definition(tool, images) for tool in self.registry]
 
     def __call__(self, view: TurnView) -> PlannerReply:
         messages = planner_messages(view, self.history_turns)
+        tools = self.tools(view)
         if self.router is not None and view.llm_error is not None:
-            return self._reply(self.router.invoke(messages), "router")
+            return self._reply(self.router.bind_tools(tools).invoke(messages), "router")
         try:
-            return self._reply(self.bound.invoke(messages), self.source)
-        except Exception as exc:
+            # 'auto' said aloud: some servers (llama-cpp-python's) call no tool without it.
+            bound = self.model.bind_tools(tools, tool_choice="auto")
+            with naming_the_server(self.model):
+                return self._reply(bound.invoke(messages), self.source)
+        except Exception as exc:  # dead, crashed or hung, or a reply LangChain cannot read
             if self.router is None:
                 raise
-            if isinstance(exc, ModelUnavailableError):  # dead, crashed or hung: say which
-                error = str(exc)
-            else:  # a reply LangChain could not read, a client error
-                error = f"{type(exc).__name__}: {str(exc)[:200]}"
-        reply = self._reply(self.router.invoke(messages), "router")
+            error = describe_llm_failure(exc)
+        reply = self._reply(self.router.bind_tools(tools).invoke(messages), "router")
         reply.notes.insert(0, f"the LLM failed ({error}); the router planned instead")
         reply.llm_error = error
         return reply
@@ -138,5 +154,17 @@ def planner_messages(view: TurnView, history_turns: int) -> list[BaseMessage]:
         if isinstance(m, HumanMessage) or (isinstance(m, AIMessage) and not m.tool_calls)
     ]
     earlier = earlier[-2 * history_turns :] if history_turns else []
-    current = [m for m in messages[start:] if isinstance(m, HumanMessage | AIMessage | ToolMessage)]
+    current = [
+        _with_content(m)
+        for m in messages[start:]
+        if isinstance(m, HumanMessage | AIMessage | ToolMessage)
+    ]
     return [system, *earlier, *current]
+
+
+def _with_content(message: AnyMessage) -> AnyMessage:
+    """A tool-calling message with some text: LangChain sends empty content as null, which
+    llama-cpp-python's server refuses (HTTP 500); one space is accepted everywhere."""
+    if isinstance(message, AIMessage) and message.tool_calls and not message.content:
+        return message.model_copy(update={"content": " "})
+    return message

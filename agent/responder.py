@@ -14,13 +14,14 @@ import re
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
+from sensorium.agent.llm import describe_llm_failure, naming_the_server
 from sensorium.agent.prompts import (
     OWN_ANSWER_NOTE,
     RESPONDER_SYSTEM,
     TEXT_ONLY_SYSTEM,
     responder_request,
 )
-from sensorium.graphs import Decision, Plan, normalise_answer
+from sensorium.graphs import Decision, Plan, Reply, normalise_answer
 from sensorium.tools import Evidence, Registry
 
 NEEDS_IMAGE = "I need an image to answer that: attach one (--image PATH)."
@@ -49,11 +50,23 @@ class AgentResponder:
 
     def respond(
         self, question: str, decisions: list[Decision], evidence: list[Evidence], plan: Plan
+    ) -> Reply:
+        """The reply for one turn; an LLM failure is reported beside the reply it cost."""
+        failures: list[str] = []
+        text = self._text(question, decisions, evidence, plan, failures)
+        return Reply(text=text, llm_error=failures[0] if failures else None)
+
+    def _text(
+        self,
+        question: str,
+        decisions: list[Decision],
+        evidence: list[Evidence],
+        plan: Plan,
+        failures: list[str],
     ) -> str:
-        """The reply for one turn."""
         llm_usable = self.chat_model is not None and plan.llm_error is None
         if not evidence and not any(call.error for call in plan.calls):
-            return self._without_experts(question, plan, llm_usable)
+            return self._without_experts(question, plan, llm_usable, failures)
         template = template_reply(question, decisions, evidence, plan)
         answered = [d for d in decisions if not d.abstained and d.answer]
         own = plan.final if plan.final_source == "llm" else ""
@@ -67,17 +80,19 @@ class AgentResponder:
             or _unvoted(decisions, evidence)  # the template lists what else was found
         ):
             return template
-        phrased = self._phrase(question, answered[0])
+        phrased = self._phrase(question, answered[0], failures)
         return f"{phrased} ({_provenance(answered[0])})" if phrased else template
 
-    def _without_experts(self, question: str, plan: Plan, llm_usable: bool) -> str:
+    def _without_experts(
+        self, question: str, plan: Plan, llm_usable: bool, failures: list[str]
+    ) -> str:
         if plan.final_source == "llm" and plan.final:
             return f"{plan.final}\n{OWN_ANSWER_NOTE}"
         if plan.final_kind in ("declined", "no_tool"):
             what = f" ({plan.declined})" if plan.declined else ""
             return f"I can't do that{what}; I can: {self.capabilities}."
         if plan.final_kind == "text_only" and llm_usable:
-            answer = self._own_answer(question)
+            answer = self._own_answer(question, failures)
             if answer:
                 return f"{answer}\n{OWN_ANSWER_NOTE}"
         if plan.final_kind in ("needs_image", "text_only") or any(
@@ -86,27 +101,29 @@ class AgentResponder:
             return NEEDS_IMAGE
         return f"I can't do that; I can: {self.capabilities}."
 
-    def _phrase(self, question: str, decision: Decision) -> str:
+    def _phrase(self, question: str, decision: Decision, failures: list[str]) -> str:
         """The LLM's one-sentence phrasing of a decision, or '' when it drops the answer."""
         assert self.chat_model is not None and decision.answer is not None
         messages = [
             SystemMessage(RESPONDER_SYSTEM),
             HumanMessage(responder_request(question, decision.answer, decision.confidence)),
         ]
-        first = _first_line(self.chat_model, messages)
+        first = _first_line(self.chat_model, messages, failures)
         return first if first and _carries(first, [decision]) else ""
 
-    def _own_answer(self, question: str) -> str:
+    def _own_answer(self, question: str, failures: list[str]) -> str:
         assert self.chat_model is not None
-        return _first_line(
-            self.chat_model, [SystemMessage(TEXT_ONLY_SYSTEM), HumanMessage(question)]
-        )
+        messages = [SystemMessage(TEXT_ONLY_SYSTEM), HumanMessage(question)]
+        return _first_line(self.chat_model, messages, failures)
 
 
-def _first_line(model: BaseChatModel, messages: list[BaseMessage]) -> str:
+def _first_line(model: BaseChatModel, messages: list[BaseMessage], failures: list[str]) -> str:
+    """The first line of the model's reply; '' (and the failure noted) when it fails."""
     try:
-        reply = model.invoke(messages)
-    except Exception:  # a dead LLM costs the polish, never the reply
+        with naming_the_server(model):
+            reply = model.invoke(messages)
+    except Exception as exc:  # a dead LLM costs the polish, never the reply
+        failures.append(describe_llm_failure(exc))
         return ""
     lines = reply.text.strip().splitlines()
     return lines[0].strip() if lines else ""
@@ -135,9 +152,11 @@ def template_reply(
     """A plain reply built from the decisions, used when no LLM is available or trusted."""
     parts: list[str] = []
     failures = [e for e in evidence if e.error]
-    many = len(decisions) > 1
-    for number, decision in enumerate(decisions, start=1):
-        prefix = f"Image {number}: " if many else ""
+    # Numbered by image, not by decision: steps that ask again about one image share its number.
+    images = list(dict.fromkeys(decision.image for decision in decisions))
+    many = len(images) > 1
+    for decision in decisions:
+        prefix = f"Image {images.index(decision.image) + 1}: " if many else ""
         if decision.abstained:
             if decision.best_guess:
                 parts.append(

@@ -84,7 +84,8 @@ class RouterChatModel(BaseChatModel):
         request = messages[last].text if last >= 0 else ""
         steps = sum(1 for m in messages[last + 1 :] if isinstance(m, AIMessage) and m.tool_calls)
         if steps == 0:
-            return self._first_step(request, memory)
+            earlier = [str(m.text) for m in messages[:last] if isinstance(m, HumanMessage)]
+            return self._first_step(request, memory, earlier)
         if steps == 1 and self._search_with_follow_up(request):
             return self._follow_up(request, memory)
         return _final("done")
@@ -95,7 +96,7 @@ class RouterChatModel(BaseChatModel):
     def _search_with_follow_up(self, request: str) -> bool:
         return bool(self._allowed(["retrieve"])) and is_search_request(request)
 
-    def _first_step(self, request: str, memory: ImageMemory) -> AIMessage:
+    def _first_step(self, request: str, memory: ImageMemory, earlier: list[str]) -> AIMessage:
         if self._search_with_follow_up(request):
             arguments: dict[str, Any] = {"question": request}
             # The thread's image joins the query only when the request points at it.
@@ -105,10 +106,15 @@ class RouterChatModel(BaseChatModel):
         if limit := self.router.unsupported(request):
             return _final("declined", limit)
         images, note = self._images_named(request, memory)
+        question = request
         tools = self._allowed([n for n in self.router.route(request) if n != "retrieve"])
+        if not tools and earlier and ordinal_reference(request) is not None:
+            # An elliptical follow-up ("and the second one?") asks the last question again.
+            question = earlier[-1]
+            tools = self._allowed([n for n in self.router.route(question) if n != "retrieve"])
         if not tools:
             return _final("no_tool")
-        calls = expert_calls(self.registry, tools, request, images)
+        calls = expert_calls(self.registry, tools, question, images)
         if calls:
             return _calls(calls, note)
         pointed = _POINTS_AT_IMAGE.search(request) or _IMAGE_WORDS.search(request)

@@ -63,7 +63,7 @@ class LLMSettings(BaseModel):
     )
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(160, ge=1, le=4096)
-    context_tokens: int = Field(2048, ge=256)
+    context_tokens: int = Field(8192, ge=256, description="smollm2: the context window (n_ctx)")
     seed: int = 0
 
     @field_validator("base_url")

@@ -8,7 +8,7 @@ from sensorium._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from sensorium.graphs.builder import DEFAULT_MAX_STEPS, ExpertRunner, compile_graph
-    from sensorium.graphs.calls import check_call, expert_calls, new_call_id
+    from sensorium.graphs.calls import check_call, expert_calls, new_call_id, plain_arguments
     from sensorium.graphs.checkpoint import memory_checkpointer, sqlite_checkpointer
     from sensorium.graphs.fusion import (
         Decision,
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         Planner,
         PlannerReply,
         ResetEvidence,
+        Reply,
         Responder,
         ToolCall,
         TurnState,
@@ -39,7 +40,13 @@ else:  # run time: each name is imported on first use (see sensorium._lazy)
         __name__,
         {
             "sensorium.graphs.builder": ("DEFAULT_MAX_STEPS", "ExpertRunner", "compile_graph"),
-            "sensorium.graphs.calls": ("check_call", "expert_calls", "new_call_id"),
+            "sensorium.graphs.calls": (
+                "check_call",
+                "expert_calls",
+                "new_call_id",
+                "plain_arguments",
+                "plain_arguments",
+            ),
             "sensorium.graphs.checkpoint": ("memory_checkpointer", "sqlite_checkpointer"),
             "sensorium.graphs.fusion": (
                 "Decision",
@@ -59,6 +66,7 @@ else:  # run time: each name is imported on first use (see sensorium._lazy)
                 "Planner",
                 "PlannerReply",
                 "ResetEvidence",
+                "Reply",
                 "Responder",
                 "ToolCall",
                 "TurnState",
@@ -81,6 +89,7 @@ __all__ = [
     "Planner",
     "PlannerReply",
     "ResetEvidence",
+    "Reply",
     "Responder",
     "ToolCall",
     "TurnState",
@@ -94,6 +103,7 @@ __all__ = [
     "memory_checkpointer",
     "merge_evidence",
     "new_call_id",
+    "plain_arguments",
     "normalise_answer",
     "read_weights_file",
     "sqlite_checkpointer",

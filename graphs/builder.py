@@ -244,13 +244,17 @@ def compile_graph(
         return fuse_by_image(voters, fusion, kind)
 
     def respond(state: TurnState) -> dict[str, Any]:
+        plan = state.get("plan", Plan())
         reply = responder.respond(
-            state.get("question", ""),
-            state.get("decisions", []),
-            state.get("evidence", []),
-            state.get("plan", Plan()),
+            state.get("question", ""), state.get("decisions", []), state.get("evidence", []), plan
         )
-        return {"reply": reply, "messages": [AIMessage(content=reply)]}
+        update: dict[str, Any] = {"reply": reply.text, "messages": [AIMessage(reply.text)]}
+        if reply.llm_error and not plan.llm_error:
+            plan = plan.model_copy(deep=True)
+            plan.llm_error = reply.llm_error
+            plan.notes.append(f"the LLM failed while replying ({reply.llm_error})")
+            update["plan"] = plan
+        return update
 
     graph = StateGraph(TurnState)
     graph.add_node("begin", begin)

@@ -132,11 +132,18 @@ class Planner(Protocol):
         ...
 
 
+class Reply(BaseModel):
+    """The responder's text, and why its LLM failed if it did (the text then does without)."""
+
+    text: str
+    llm_error: str | None = None
+
+
 class Responder(Protocol):
     """Writes the reply from the decisions."""
 
     def respond(
         self, question: str, decisions: list[Decision], evidence: list[Evidence], plan: Plan
-    ) -> str:
+    ) -> Reply:
         """The reply to show the user."""
         ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -194,6 +195,18 @@ def test_chat_holds_a_conversation_and_resumes_a_thread(chelsea: Path) -> None:
     assert "resumed: 2 earlier turns" in resumed.stderr
     assert "human: What animal is this?" in resumed.stdout
     assert "No" in resumed.stdout  # the attached image carried over from the last session
+
+
+def test_chat_second_one_means_the_second_attached_image(  # type: ignore[no-untyped-def]
+    cli, chelsea: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The old bug: after attaching a second image, "the second one" answered the first."""
+    coffee = chelsea.with_name("coffee.jpg")
+    monkeypatch.setattr("sys.stdin", io.StringIO("What is in the second one?\n"))
+    result = cli("chat", "--no-llm", "-i", str(chelsea), "-i", str(coffee))
+    assert result.code == 0, result.err
+    assert "espresso" in result.out.lower() and "cat" not in result.out.lower()
+    assert "refers to image 2 (coffee.jpg)" in result.out
 
 
 def test_index_with_only_missing_paths_is_one_line(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -110,14 +110,14 @@ def test_environment_overrides_the_file(config_file: Path, clean_env: dict[str, 
         "SENSORIUM_FUSION__ABSTAIN_BELOW": "0.5",
         "SENSORIUM_TOOLS": '["colours"]',
         "SENSORIUM_LLM__TEMPERATURE": "0.7",
-        "SENSORIUM_PLANNER__USE_LLM": "false",
+        "SENSORIUM_PLANNER__POLICY": "router",
     }
     settings = load_settings(config_file, env=env)
     assert settings.device == "cpu"
     assert settings.fusion.abstain_below == 0.5
     assert settings.tools == ["colours"]
     assert settings.llm.temperature == 0.7
-    assert settings.planner.use_llm is False
+    assert settings.planner.policy == "router"
     # Keys the environment does not name keep the file's values.
     assert settings.fusion.weights == {"classify": 2.0, "caption": 0.5}
     assert settings.llm.backend == "none"

@@ -19,6 +19,7 @@ from sensorium import Agent, Evidence, ImageRef, Settings, build_graph
 from sensorium.agent import template_reply
 from sensorium.graphs import (
     PlannerReply,
+    Reply,
     TurnView,
     compile_graph,
     memory_checkpointer,
@@ -90,7 +91,7 @@ class FixedPlanner:
 
 class TemplateResponder:
     def respond(self, question, decisions, evidence, plan):  # type: ignore[no-untyped-def]
-        return template_reply(question, decisions, evidence, plan)
+        return Reply(text=template_reply(question, decisions, evidence, plan))
 
 
 def make_graph(
@@ -200,7 +201,7 @@ def test_threads_persist_in_sqlite_across_agents(settings: Settings, red_image: 
 def test_build_graph_returns_a_compiled_langgraph(settings: Settings) -> None:
     graph = build_graph(settings, chat_model=None)
     assert isinstance(graph, CompiledStateGraph)
-    assert {"plan", "expert", "fuse", "respond"} <= set(graph.get_graph().nodes)
+    assert {"begin", "agent", "expert", "observe", "respond"} <= set(graph.get_graph().nodes)
 
 
 def test_a_follow_up_on_a_thread_keeps_its_images(settings: Settings, red_image: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from langchain_core.language_models import BaseChatModel
 
-from sensorium import Agent, LLMSettings, ModelUnavailableError, Settings
+from sensorium import Agent, LLMSettings, ModelUnavailableError, PlannerSettings, Settings
 from sensorium.agent import load_chat_model, smollm2_path
 from sensorium.tools import ModelHost
 
@@ -48,13 +48,21 @@ def test_the_agent_degrades_to_the_router_when_the_llm_is_missing(
     assert agent.ask("What colour is this?", [red_image]).answer == "red"
 
 
-def test_the_planner_llm_only_names_installed_tools(settings: Settings) -> None:
+def test_smollm2_plans_by_calling_installed_tools(settings: Settings, chelsea: Path) -> None:
+    """With `policy = "llm"` the packaged SmolLM2 plans through real tool calls."""
     settings.llm = LLMSettings()
+    settings.planner = PlannerSettings(policy="llm", max_steps=2)
     agent = Agent(settings)
     assert isinstance(agent.chat_model, BaseChatModel)
+    assert agent.planner.source == "llm"
+    calls = []
     for request in ["What colour is this?", "Describe this image", "Is this a dog?"]:
-        picks = agent.planner.llm_picks(request, 1)
-        assert picks and set(picks) <= set(agent.registry.names())
+        result = agent.ask(request, [chelsea])
+        assert result.reply
+        calls += [call for call in result.plan.calls if call.source == "llm"]
+    assert calls, "SmolLM2 made no tool call"
+    ran = [call.tool for call in calls if call.error is None]
+    assert ran and set(ran) <= set(agent.registry.names())
 
 
 def test_a_full_turn_with_the_llm(settings: Settings, chelsea: Path) -> None:

@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 import pytest
 from devices import DEVICES
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
 from sensorium import Agent, LLMSettings, ModelUnavailableError, Settings, UserError, load_settings
 from sensorium.agent import load_chat_model, smollm2_path, template_reply
-from sensorium.agent.llm import call_chat_model, complete_json
+from sensorium.agent.llm import call_chat_model
 from sensorium.tools import ModelHost
 
 pytestmark = pytest.mark.slow
@@ -29,22 +29,6 @@ CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-TOOLS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "tools": {
-            "type": "array",
-            "items": {"type": "string", "enum": ["caption", "classify", "colours"]},
-            "minItems": 1,
-            "maxItems": 3,
-        }
-    },
-    "required": ["tools"],
-}
-PLANNER_MESSAGES = [
-    SystemMessage('Tools: caption, classify, colours. Reply with JSON: {"tools": [names]}.'),
-    HumanMessage("What colour is this?"),
-]
 
 
 def free_port() -> int:
@@ -60,12 +44,14 @@ def dead_url(path: str = "/v1") -> str:
 
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """llama-cpp-python's OpenAI-compatible server with SmolLM2, on a free loopback port."""
+    """llama-cpp-python's OpenAI-compatible server with SmolLM2, on a free loopback port,
+    in a function-calling chat format."""
     pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
     port = free_port()
     log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path())]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192"]
+    command += ["--chat_format", "chatml-function-calling"]  # SmolLM2 can then call tools
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
@@ -99,33 +85,29 @@ def openai_settings(url: str, **fields: Any) -> LLMSettings:
     return LLMSettings(backend="openai", base_url=url, model="smollm2", **fields)
 
 
-def assert_valid_tools(reply: Any) -> None:
-    """`reply` matches TOOLS_SCHEMA."""
-    assert isinstance(reply, dict) and set(reply) == {"tools"}
-    assert 1 <= len(reply["tools"]) <= 3
-    assert set(reply["tools"]) <= {"caption", "classify", "colours"}
-
-
 # --- an OpenAI-compatible server, for real -------------------------------------------------
 
 
-def test_a_turn_through_an_openai_compatible_server(
+def test_smollm2_plans_a_turn_by_tool_calls_over_an_openai_compatible_server(
     llama_server: str, settings: Settings, chelsea: Path
 ) -> None:
-    settings.llm = openai_settings(llama_server, max_tokens=48)
-    agent = Agent(settings)
+    """The wire path end to end: ChatOpenAI -> the server -> SmolLM2's tool call -> the expert
+    -> its result back to SmolLM2 as a tool message -> SmolLM2's closing text."""
+    settings.llm = openai_settings(llama_server, max_tokens=96)
+    agent = Agent(settings)  # a served model plans by default (planner.policy = "auto")
     assert type(agent.chat_model).__name__ == "ChatOpenAI" and not agent.warnings
+    assert agent.planner.source == "llm"
     result = agent.ask("What animal is this?", [chelsea])
-    assert result.answer == "cat"
-    assert "cat" in result.reply.lower()
-    assert not [note for note in result.plan.notes if "unusable" in note]
-
-
-def test_complete_json_is_schema_valid_through_the_server(llama_server: str) -> None:
-    model = load_chat_model(openai_settings(llama_server, max_tokens=40), ModelHost("cpu"))
-    assert model is not None
-    assert_valid_tools(complete_json(model, PLANNER_MESSAGES, TOOLS_SCHEMA))
-    assert_valid_tools(complete_json(model, PLANNER_MESSAGES, TOOLS_SCHEMA))  # form remembered
+    assert result.plan.llm_error is None, result.plan.llm_error
+    llm_calls = [call for call in result.plan.calls if call.source == "llm"]
+    assert llm_calls and all(call.error is None for call in llm_calls)
+    assert {e.call_id for e in result.evidence} == {call.id for call in llm_calls}
+    assert result.plan.steps >= 2  # the results went back to SmolLM2, which then stopped
+    history = agent.history(result.thread_id, tool_messages=True)
+    assert [m.tool_call_id for m in history if isinstance(m, ToolMessage)] == [
+        call.id for call in llm_calls
+    ]
+    assert result.answer == "cat" and "cat" in result.reply.lower()
 
 
 def test_max_tokens_reaches_a_llama_cpp_server(llama_server: str) -> None:
@@ -162,8 +144,6 @@ def test_a_dead_server_is_one_line_naming_the_url() -> None:
     )
     started = time.monotonic()
     with pytest.raises(ModelUnavailableError, match=message):
-        complete_json(model, PLANNER_MESSAGES, TOOLS_SCHEMA)
-    with pytest.raises(ModelUnavailableError, match=message):
         call_chat_model(model, [HumanMessage("hi")])
     assert time.monotonic() - started < 5  # no retries
 
@@ -191,10 +171,11 @@ def test_a_dead_server_degrades_the_turn_to_router_and_template(
     assert result.reply == template_reply(
         result.question, result.decisions, result.evidence, result.plan
     )
-    assert result.plan.notes == [
-        f"LLM plan unusable: LLM server at {url} is unreachable (ConnectError); "
-        "start the server or fix llm.base_url; the router decided"
-    ]
+    error = (
+        f"LLM server at {url} is unreachable (ConnectError); start the server or fix llm.base_url"
+    )
+    assert result.plan.llm_error == error
+    assert result.plan.notes == [f"the LLM failed ({error}); the router planned instead"]
 
 
 # --- how each backend is built ---------------------------------------------------------------

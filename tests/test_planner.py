@@ -178,19 +178,31 @@ EVIDENCE = [Evidence(expert="classify", answer="cat", confidence=0.9)]
 def test_the_responder_keeps_an_llm_reply_that_carries_the_answer(scripted: Scripted) -> None:
     responder = AgentResponder(scripted(lambda messages: "That is a cat!"))  # type: ignore[arg-type]
     reply = responder.respond("What animal?", [decision("cat", 0.9)], EVIDENCE, Plan())
-    assert reply == "That is a cat! (cat: 90% confidence; from classify)"
+    assert reply.text == "That is a cat! (cat: 90% confidence; from classify)"
+    assert reply.llm_error is None
 
 
 def test_the_responder_rejects_an_llm_reply_that_changes_the_answer(scripted: Scripted) -> None:
     responder = AgentResponder(scripted(lambda messages: "That is a lovely dog."))  # type: ignore[arg-type]
     reply = responder.respond("What animal?", [decision("cat", 0.9)], EVIDENCE, Plan())
-    assert reply == "Cat. (90% confidence; from classify)"
+    assert reply.text == "Cat. (90% confidence; from classify)"
 
 
 def test_the_responder_never_shows_an_llm_text_that_contradicts_the_experts() -> None:
     plan = Plan(final="It is a dog.", final_source="llm", final_kind="answer")
     reply = AgentResponder().respond("What animal?", [decision("cat", 0.9)], EVIDENCE, plan)
-    assert reply == "Cat. (90% confidence; from classify)"
+    assert reply.text == "Cat. (90% confidence; from classify)"
+
+
+def test_the_responder_reports_a_failing_llm_and_still_replies(scripted: Scripted) -> None:
+    def broken(messages: object) -> str:
+        raise RuntimeError("the model fell over\nwith a long trace")
+
+    reply = AgentResponder(scripted(broken)).respond(  # type: ignore[arg-type]
+        "What animal?", [decision("cat", 0.9)], EVIDENCE, Plan()
+    )
+    assert reply.text == "Cat. (90% confidence; from classify)"
+    assert reply.llm_error == "RuntimeError: the model fell over with a long trace"
 
 
 def test_router_embeds_plugins_by_their_examples(agent: Agent) -> None:

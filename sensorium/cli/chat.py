@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from sensorium.cli.app import ConfigOption, DebugOption, NoLlmOption, app, err, out
-from sensorium.cli.render import show_turn
+from sensorium.cli.render import stream_turn
 from sensorium.cli.session import open_agent
 from sensorium.tools import SensoriumError
 
@@ -35,11 +35,13 @@ def chat(
     debug: DebugOption = False,
 ) -> None:
     """Hold a multi-turn conversation about images."""
+    from langchain_core.messages import HumanMessage
+
     agent = open_agent(config, no_llm=no_llm)
     thread_id = thread or uuid.uuid4().hex[:12]
     previous = agent.graph.get_state({"configurable": {"thread_id": thread_id}}).values
     attached: list[ImageRef] = list(previous.get("images", []))
-    turns = len(previous.get("messages", [])) // 2
+    turns = sum(isinstance(m, HumanMessage) for m in previous.get("messages", []))
     err.print(
         f"[dim]thread {thread_id}"
         + (f" (resumed: {turns} earlier turns)" if turns else "")
@@ -69,9 +71,7 @@ def chat(
             elif line.startswith("/"):
                 out.print(f"[dim]{HELP}[/]")
             else:
-                with err.status("Consulting experts...", spinner="dots"):
-                    result = agent.ask(line, attached, thread_id=thread_id)
-                show_turn(out, result)
+                stream_turn(out, agent.stream(line, attached, thread_id=thread_id))
         except SensoriumError as exc:
             # In a conversation a bad input is reported and the conversation goes on.
             err.print(f"[bold red]error:[/] {exc}", highlight=False)
