@@ -345,10 +345,10 @@ class Agent:
         plan: Plan = state.get("plan", Plan())
         evidence = state.get("evidence", [])
         first = decisions[0] if decisions else None
-        used = {e.image for e in evidence if e.image}
+        # The images the experts looked at, in the order they did; else those attached.
         known = {image.sha256: image for image in state.get("gallery", [])}
-        attached = list(state.get("images", []))
-        images = attached + [known[s] for s in known if s in used and known[s] not in attached]
+        used = dict.fromkeys(e.image for e in evidence if e.image in known)
+        images = [known[sha] for sha in used] or list(state.get("images", []))
         reply = state.get("reply", "")
         answered_by = "experts" if evidence else "nobody"
         if not evidence and reply.endswith(OWN_ANSWER_NOTE):

@@ -27,7 +27,10 @@ class TurnResult(BaseModel):
     decisions: list[Decision] = Field(default_factory=list, description="every step's, in order")
     plan: Plan = Field(default_factory=Plan, description="every step's calls, in order")
     evidence: list[Evidence] = Field(default_factory=list, description="every step's, in order")
-    images: list[ImageRef] = Field(default_factory=list, description="the images the turn used")
+    images: list[ImageRef] = Field(
+        default_factory=list,
+        description="the images the experts looked at, in order; else those attached",
+    )
 
     def summary(self) -> dict[str, Any]:
         """The stable JSON shape the CLI prints with `--json`."""

@@ -25,6 +25,12 @@ from sensorium.graphs import Decision, Plan, Reply, normalise_answer
 from sensorium.tools import Evidence, Registry
 
 NEEDS_IMAGE = "I need an image to answer that: attach one (--image PATH)."
+NO_EXPERT_FITS = "I found no expert for that request"
+# The router reads English only; a request it cannot place may well be one an LLM could.
+ROUTER_LANGUAGE_HINT = (
+    "(Without a tool-calling LLM, requests are matched in English: rephrase it, "
+    "or configure an LLM, see planner.policy.)"
+)
 
 
 def capabilities(registry: Registry) -> str:
@@ -88,9 +94,11 @@ class AgentResponder:
     ) -> str:
         if plan.final_source == "llm" and plan.final:
             return f"{plan.final}\n{OWN_ANSWER_NOTE}"
-        if plan.final_kind in ("declined", "no_tool"):
+        if plan.final_kind == "declined":
             what = f" ({plan.declined})" if plan.declined else ""
             return f"I can't do that{what}; I can: {self.capabilities}."
+        if plan.final_kind == "no_tool":
+            return f"{NO_EXPERT_FITS}; I can: {self.capabilities}. {ROUTER_LANGUAGE_HINT}"
         if plan.final_kind == "text_only" and llm_usable:
             answer = self._own_answer(question, failures)
             if answer:

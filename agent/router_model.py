@@ -103,7 +103,11 @@ class RouterChatModel(BaseChatModel):
             if memory.attached and _POINTS_AT_IMAGE.search(request):
                 arguments["image"] = memory.attached[0].sha256
             return _calls([{"name": "retrieve", "args": arguments, "type": "tool_call"}])
-        if limit := self.router.unsupported(request):
+        limit = self.router.unsupported(request)
+        refers = ordinal_reference(request) is not None or described_reference(request)
+        # A request naming a picture the thread holds ("describe that cat picture") asks
+        # about it, not for a new one, however close its words are to "create a picture".
+        if limit and not (limit in _NEW_PICTURES and refers and memory.gallery):
             return _final("declined", limit)
         images, note = self._images_named(request, memory)
         question = request
@@ -169,6 +173,7 @@ def _final(kind: FinalKind, detail: str = "") -> AIMessage:
     return AIMessage(content="", name="router", response_metadata={"final": kind, "detail": detail})
 
 
+_NEW_PICTURES = {"image generation"}
 _POINTS_AT_IMAGE = re.compile(r"\b(this|these|similar|like)\b", re.IGNORECASE)
 _IMAGE_WORDS = re.compile(
     r"\b(it|that|image|images|picture|pictures|photo|photos|pic|shot|one)\b", re.IGNORECASE

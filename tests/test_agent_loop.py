@@ -56,14 +56,19 @@ def test_the_experts_that_run_are_exactly_those_the_llm_calls(
     assert result.reply.startswith("It is a cat. (cat: ") and "from classify" in result.reply
 
 
-def test_every_enabled_expert_is_bound_as_a_tool(settings: Settings, scripted: Scripted) -> None:
+def test_every_enabled_expert_is_bound_as_a_tool(
+    settings: Settings, scripted: Scripted, chelsea: Path
+) -> None:
     model = scripted(lambda messages: "Hello.")
     agent = Agent(settings, chat_model=model)
+    agent.ask("What is this?", [chelsea])
     names = [tool["function"]["name"] for tool in model.bound_tools]
     assert names == agent.registry.names()
     caption = next(t for t in model.bound_tools if t["function"]["name"] == "caption")
     image = caption["function"]["parameters"]["properties"]["image"]
-    assert image["type"] == "string" and "image number" in image["description"]
+    # An image is named by its number, and only the conversation's images can be named.
+    assert image["type"] == "string" and "number of an image" in image["description"]
+    assert image["enum"] == ["1"]
 
 
 def test_the_llm_sees_results_as_tool_messages(
@@ -239,8 +244,8 @@ def test_the_second_of_two_attached_images_is_the_second_one(
     red = EXAMPLE_IMAGES / "red.png"
     first = agent.ask("What colour is this?", [chelsea])
     second = agent.ask("what colour is the second one?", [chelsea, red], thread_id=first.thread_id)
-    assert {e.image for e in second.evidence} == {second.images[1].sha256}
-    assert second.images[1].name == "red.png" and second.answer == "red"
+    assert second.images == [agent.add_image(red)] and second.answer == "red"
+    assert {e.image for e in second.evidence} == {second.images[0].sha256}
 
 
 def test_stream_yields_calls_evidence_decisions_then_the_reply(

@@ -51,7 +51,7 @@ def test_the_agent_degrades_to_the_router_when_the_llm_is_missing(
 def test_smollm2_plans_by_calling_installed_tools(settings: Settings, chelsea: Path) -> None:
     """With `policy = "llm"` the packaged SmolLM2 plans through real tool calls."""
     settings.llm = LLMSettings()
-    settings.planner = PlannerSettings(policy="llm", max_steps=2)
+    settings.planner = PlannerSettings(policy="llm", max_steps=1)  # one planning call a turn
     agent = Agent(settings)
     assert isinstance(agent.chat_model, BaseChatModel)
     assert agent.planner.source == "llm"
