@@ -52,6 +52,25 @@ from sensorium.tools.vector_index import ImageIndex, SearchHit, open_client
 ImageInput = str | Path | bytes | Image.Image | ImageRef
 
 
+def _with_image_refs(plan: Plan) -> Plan:
+    """The plan with its image arguments as `ImageRef`s: a checkpoint gives nested models
+    back as dicts, so a plan read from the thread otherwise differs from a fresh one."""
+    calls = [
+        call.model_copy(
+            update={
+                "arguments": {
+                    name: ImageRef.model_validate(value)
+                    if isinstance(value, dict) and "sha256" in value
+                    else value
+                    for name, value in call.arguments.items()
+                }
+            }
+        )
+        for call in plan.calls
+    ]
+    return plan.model_copy(update={"calls": calls})
+
+
 def check_question(question: object, max_chars: int) -> str:
     """The question, stripped; raises `UserError` for a non-string, empty or huge question."""
     if not isinstance(question, str):
@@ -299,7 +318,10 @@ class Agent:
                 chunk, meta = cast(tuple[Any, dict[str, Any]], data)
                 node = str(meta.get("langgraph_node", ""))
                 text = chunk.text if isinstance(chunk, AIMessageChunk | AIMessage) else ""
-                if text and node in ("agent", "respond"):
+                # Only what a chat model wrote: LangGraph also reports the messages nodes
+                # return (the reply the respond node assembles), which would repeat the text.
+                from_model = meta.get("ls_model_type") == "chat"
+                if text and from_model and node in ("agent", "respond"):
                     yield TokenEvent(text=text, node=node)
                 continue
             assert isinstance(data, dict)
@@ -342,7 +364,7 @@ class Agent:
 
     def _result(self, config: Any, question: str, state: dict[str, Any]) -> TurnResult:
         decisions: list[Decision] = state.get("decisions", [])
-        plan: Plan = state.get("plan", Plan())
+        plan: Plan = _with_image_refs(state.get("plan", Plan()))
         evidence = state.get("evidence", [])
         first = decisions[0] if decisions else None
         # The images the experts looked at, in the order they did; else those attached.

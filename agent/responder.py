@@ -103,9 +103,7 @@ class AgentResponder:
             answer = self._own_answer(question, failures)
             if answer:
                 return f"{answer}\n{OWN_ANSWER_NOTE}"
-        if plan.final_kind in ("needs_image", "text_only") or any(
-            "needs an image" in note for note in plan.notes
-        ):
+        if plan.final_kind in ("needs_image", "text_only"):
             return NEEDS_IMAGE
         return f"I can't do that; I can: {self.capabilities}."
 

@@ -94,21 +94,24 @@ class RouterChatModel(BaseChatModel):
         return [n for n in names if n in self.registry and (self.bound is None or n in self.bound)]
 
     def _search_with_follow_up(self, request: str) -> bool:
-        return bool(self._allowed(["retrieve"])) and is_search_request(request)
+        """A request to search the collection: by its form ("find my photos of ..."), or
+        because it means what `retrieve` declares better than anything else does."""
+        if not self._allowed(["retrieve"]):
+            return False
+        return is_search_request(request) or self.router.route(request)[:1] == ["retrieve"]
 
     def _first_step(self, request: str, memory: ImageMemory, earlier: list[str]) -> AIMessage:
-        if self._search_with_follow_up(request):
-            arguments: dict[str, Any] = {"question": request}
-            # The thread's image joins the query only when the request points at it.
-            if memory.attached and _POINTS_AT_IMAGE.search(request):
-                arguments["image"] = memory.attached[0].sha256
-            return _calls([{"name": "retrieve", "args": arguments, "type": "tool_call"}])
+        searchable = bool(self._allowed(["retrieve"]))
+        if searchable and is_search_request(request):
+            return _search(request, memory)
         limit = self.router.unsupported(request)
         refers = ordinal_reference(request) is not None or described_reference(request)
         # A request naming a picture the thread holds ("describe that cat picture") asks
         # about it, not for a new one, however close its words are to "create a picture".
         if limit and not (limit in _NEW_PICTURES and refers and memory.gallery):
             return _final("declined", limit)
+        if self._search_with_follow_up(request):  # a search by meaning, not by its form
+            return _search(request, memory)
         images, note = self._images_named(request, memory)
         question = request
         tools = self._allowed([n for n in self.router.route(request) if n != "retrieve"])
@@ -154,6 +157,14 @@ class RouterChatModel(BaseChatModel):
             best = self.image_matcher(described, memory.gallery)
             return [best], f"'the {described} picture' is {memory.label(best)}"
         return list(memory.attached), ""
+
+
+def _search(request: str, memory: ImageMemory) -> AIMessage:
+    arguments: dict[str, Any] = {"question": request}
+    # The thread's image joins the query only when the request points at it.
+    if memory.attached and _POINTS_AT_IMAGE.search(request):
+        arguments["image"] = memory.attached[0].sha256
+    return _calls([{"name": "retrieve", "args": arguments, "type": "tool_call"}])
 
 
 def _calls(calls: list[dict[str, Any]], note: str = "") -> AIMessage:

@@ -37,8 +37,8 @@ OPTIONAL_METRICS: dict[str, tuple[str, ...]] = {
     "agent": ("answer_match",),
 }
 VQAV2_PREFIX = "vqav2:"
-# Tasks that search an indexed collection: `corpus` is indexed before the first sample.
-CORPUS_TASKS = ("retrieval", "agent")
+# Tasks that may search an indexed collection: `corpus` is indexed before the first sample.
+CORPUS_TASKS = ("retrieval", "routing", "agent")
 
 
 class SuiteError(UserError):

@@ -136,11 +136,15 @@ def compile_graph(
         requested = state.get("requested_tools")
         if requested is not None:  # the caller chose the experts: one step, exactly those
             if step > 1:
-                plan.steps = step
+                plan.final_kind = "done"
                 return {"plan": plan}
             question = state.get("question", "")
             chosen = expert_calls(registry, requested, question, memory.attached)
-            reply = PlannerReply(message=AIMessage(content="", tool_calls=chosen), source="caller")
+            reply = PlannerReply(
+                message=AIMessage(content="", tool_calls=chosen),
+                source="caller",
+                final_kind=None if chosen else "needs_image",
+            )
             if not chosen:
                 plan.notes.append("the requested experts need an image and none is attached")
         elif step > max_steps:
@@ -148,7 +152,7 @@ def compile_graph(
                 f"stopped after {max_steps} steps (planner.max_steps); "
                 "answered with what the experts found"
             )
-            plan.steps = step
+            plan.final_kind = "stopped"
             return {"plan": plan}
         else:
             view = TurnView(
@@ -197,7 +201,7 @@ def compile_graph(
 
     def fan_out(state: TurnState) -> list[Send] | str:
         plan = state["plan"]
-        calls = plan.step_calls(plan.steps) if plan.steps else []
+        calls = plan.step_calls(plan.steps) if plan.steps and not plan.final_kind else []
         if not calls:  # the planner answered, or the loop stopped
             return "respond"
         runnable = [call for call in calls if call.error is None]
@@ -248,7 +252,11 @@ def compile_graph(
         reply = responder.respond(
             state.get("question", ""), state.get("decisions", []), state.get("evidence", []), plan
         )
-        update: dict[str, Any] = {"reply": reply.text, "messages": [AIMessage(reply.text)]}
+        update: dict[str, Any] = {
+            "reply": reply.text,
+            "messages": [AIMessage(reply.text)],
+            "requested_tools": None,  # a caller's choice holds for its own turn only
+        }
         if reply.llm_error and not plan.llm_error:
             plan = plan.model_copy(deep=True)
             plan.llm_error = reply.llm_error

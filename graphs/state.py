@@ -47,7 +47,8 @@ class Plan(BaseModel):
     final_kind: str | None = Field(
         None,
         description="why the planner stopped: 'answer' (an LLM's own text), 'done' (the "
-        "experts answered), 'declined' (no expert can), 'needs_image', 'text_only', 'no_tool'",
+        "experts answered), 'declined' (no expert can), 'needs_image', 'text_only', 'no_tool', "
+        "'stopped' (planner.max_steps ran out)",
     )
     declined: str | None = Field(None, description="what was asked that no expert does")
 

@@ -13,7 +13,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 
 from sensorium import Agent, ModelUnavailableError, Settings
 from sensorium.agent import ReplyEvent, ToolCallEvent
-from sensorium.agent.events import DecisionEvent, EvidenceEvent
+from sensorium.agent.events import DecisionEvent, EvidenceEvent, TokenEvent
+from sensorium.agent.responder import NEEDS_IMAGE
 
 Script = Callable[[list[BaseMessage]], str | AIMessage]
 Scripted = Callable[[Script], ScriptedChatModel]
@@ -155,7 +156,7 @@ def test_an_llm_that_never_stops_is_stopped_at_max_steps(
     settings.planner.max_steps = 3
     model = scripted(lambda messages: calls(call("colours", image="1")))
     result = Agent(settings, chat_model=model).ask("What colour?", [chelsea])
-    assert len(model.calls) == 3 and result.plan.steps == 4
+    assert len(model.calls) == 3 and result.plan.steps == 3
     assert ran(result) == ["colours"] * 3
     assert any("stopped after 3 steps" in note for note in result.plan.notes)
     assert result.answer is not None  # answered with what the experts found
@@ -275,3 +276,37 @@ def test_an_image_can_be_named_by_number_name_or_sha256(
     model = scripted(steps(calls(call("colours", image=name)), ""))
     result = Agent(settings, chat_model=model).ask("What colour?", [chelsea])
     assert [e.image for e in result.evidence] == [ref.sha256]
+
+
+def test_token_events_carry_only_what_the_llm_wrote_once(
+    settings: Settings, scripted: Scripted
+) -> None:
+    model = scripted(lambda messages: "Paris is the capital of France.")
+    events = list(Agent(settings, chat_model=model).stream("What is the capital of France?"))
+    tokens = [e for e in events if isinstance(e, TokenEvent)]
+    assert "".join(t.text for t in tokens) == "Paris is the capital of France."
+    assert {t.node for t in tokens} == {"agent"}
+    # Without an LLM nothing streams: the template reply arrives with the ReplyEvent only.
+    plain = list(
+        Agent(settings, chat_model=None).stream(
+            "What animal is this?", [EXAMPLE_IMAGES / "chelsea.jpg"]
+        )
+    )
+    assert not [e for e in plain if isinstance(e, TokenEvent)]
+
+
+def test_requested_experts_hold_for_their_own_turn_and_ask_for_a_missing_image(
+    settings: Settings, chelsea: Path
+) -> None:
+    agent = Agent(settings, chat_model=None)
+    blind = agent.ask("Describe it", tools=["caption"])
+    assert blind.reply == NEEDS_IMAGE and not blind.evidence and blind.plan.steps == 1
+    image = agent.add_image(chelsea)
+    config = {"configurable": {"thread_id": "raw"}}
+    turn = {"messages": [HumanMessage("Describe it")], "question": "Describe it"}
+    state = agent.graph.invoke({**turn, "images": [image], "requested_tools": ["caption"]}, config)
+    assert [e.expert for e in state["evidence"]] == ["caption"]
+    # The next turn leaves `requested_tools` out: the planner chooses again.
+    question = "What animal is this?"
+    state = agent.graph.invoke({"messages": [HumanMessage(question)], "question": question}, config)
+    assert [e.expert for e in state["evidence"]] != ["caption"] and state["evidence"]
