@@ -23,6 +23,7 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
+from langchain_core.runnables import Runnable
 
 from sensorium.agent.llm import describe_llm_failure, naming_the_server
 from sensorium.agent.prompts import PLANNER_SYSTEM
@@ -39,25 +40,30 @@ def tool_definition(tool: Tool, images: Sequence[str] = ()) -> dict[str, Any]:
     """The tool in OpenAI function form, as the planner's model sees it.
 
     Image arguments are references to the conversation's images, offered as an `enum` of
-    `images` (their numbers) when there are any: a model decoding under the schema (llama.cpp's
-    grammar) can then only name an image that exists. The examples show what the tool is for.
+    `images` (their numbers): a model decoding under the schema (llama.cpp's grammar) can then
+    only name an image that exists. With no images, image arguments are left out: a small
+    model otherwise invents one (a URL, a file name). The examples show what the tool is for.
     """
     schema = tool.input_model.model_json_schema()
     properties: dict[str, Any] = {}
     for name, prop in schema.get("properties", {}).items():
         prop = {k: v for k, v in prop.items() if k != "title"}
         if name in tool.image_params:
+            if not images:
+                continue
             described = prop.get("description", "the image")
-            prop = {"type": "string", "description": f"{described}: {IMAGE_REFERENCE}"}
-            if images:
-                prop["enum"] = list(images)
+            prop = {
+                "type": "string",
+                "description": f"{described}: {IMAGE_REFERENCE}",
+                "enum": list(images),
+            }
         elif prop.get("type") == "string" and "maxLength" not in prop and "enum" not in prop:
             prop["maxLength"] = MAX_TEXT_ARGUMENT
         properties[name] = prop
     parameters: dict[str, Any] = {
         "type": "object",
         "properties": properties,
-        "required": list(schema.get("required", [])),
+        "required": [name for name in schema.get("required", []) if name in properties],
     }
     if "$defs" in schema:
         parameters["$defs"] = schema["$defs"]
@@ -100,28 +106,40 @@ class ChatPlanner:
         self.history_turns = history_turns
 
     def tools(self, view: TurnView) -> list[dict[str, Any]]:
-        """Every enabled expert as a tool, its image arguments limited to this turn's images."""
+        """The enabled experts as tools, their image arguments limited to the conversation's
+        images; with none, only the experts that can work without one."""
         images = [str(number) for number in range(1, len(view.memory.gallery) + 1)]
-        return [tool_definition(tool, images) for tool in self.registry]
+        usable = [tool for tool in self.registry if images or not tool.needs_image]
+        return [tool_definition(tool, images) for tool in usable]
 
     def __call__(self, view: TurnView) -> PlannerReply:
         messages = planner_messages(view, self.history_turns)
-        tools = self.tools(view)
         if self.router is not None and view.llm_error is not None:
-            return self._reply(self.router.bind_tools(tools).invoke(messages), "router")
+            return self._reply(self._route(messages), "router")
         try:
-            # 'auto' said aloud: some servers (llama-cpp-python's) call no tool without it.
-            bound = self.model.bind_tools(tools, tool_choice="auto")
             with naming_the_server(self.model):
-                return self._reply(bound.invoke(messages), self.source)
+                return self._reply(self._bound(view).invoke(messages), self.source)
         except Exception as exc:  # dead, crashed or hung, or a reply LangChain cannot read
             if self.router is None:
                 raise
             error = describe_llm_failure(exc)
-        reply = self._reply(self.router.bind_tools(tools).invoke(messages), "router")
+        reply = self._reply(self._route(messages), "router")
         reply.notes.insert(0, f"the LLM failed ({error}); the router planned instead")
         reply.llm_error = error
         return reply
+
+    def _bound(self, view: TurnView) -> Runnable[Any, BaseMessage]:
+        if isinstance(self.model, RouterChatModel):
+            return _with_every_expert(self.model, self.registry)
+        tools = self.tools(view)
+        if not tools:
+            return self.model
+        # 'auto' said aloud: some servers (llama-cpp-python's) call no tool without it.
+        return self.model.bind_tools(tools, tool_choice="auto")
+
+    def _route(self, messages: list[BaseMessage]) -> BaseMessage:
+        assert self.router is not None
+        return _with_every_expert(self.router, self.registry).invoke(messages)
 
     @staticmethod
     def _reply(message: BaseMessage, source: CallSource) -> PlannerReply:
@@ -137,6 +155,11 @@ class ChatPlanner:
             final_kind=final,
             declined=(meta.get("detail") or None) if final == "declined" else None,
         )
+
+
+def _with_every_expert(router: RouterChatModel, registry: Registry) -> RouterChatModel:
+    """The router bound to every expert: it asks for an image itself when one is missing."""
+    return router.bind_tools([tool_definition(tool) for tool in registry])
 
 
 def planner_messages(view: TurnView, history_turns: int) -> list[BaseMessage]:

@@ -158,6 +158,7 @@ def test_an_llm_that_never_stops_is_stopped_at_max_steps(
     result = Agent(settings, chat_model=model).ask("What colour?", [chelsea])
     assert len(model.calls) == 3 and result.plan.steps == 3
     assert ran(result) == ["colours"] * 3
+    assert result.reply.count("confidence; from colours") == 1  # the same decision, said once
     assert any("stopped after 3 steps" in note for note in result.plan.notes)
     assert result.answer is not None  # answered with what the experts found
 
@@ -310,3 +311,14 @@ def test_requested_experts_hold_for_their_own_turn_and_ask_for_a_missing_image(
     question = "What animal is this?"
     state = agent.graph.invoke({"messages": [HumanMessage(question)], "question": question}, config)
     assert [e.expert for e in state["evidence"]] != ["caption"] and state["evidence"]
+
+
+def test_without_images_only_experts_that_need_none_are_offered(
+    settings: Settings, scripted: Scripted
+) -> None:
+    model = scripted(lambda messages: "Please attach a photo.")
+    Agent(settings, chat_model=model).ask("What colour is this?")
+    offered = {tool["function"]["name"]: tool for tool in model.bound_tools}
+    assert set(offered) == {"retrieve"}
+    # Nothing to name, so no image argument a small model could fill with a made-up URL.
+    assert "image" not in offered["retrieve"]["function"]["parameters"]["properties"]
