@@ -180,9 +180,9 @@ def template_reply(
                 f"{prefix}{sentence[0].upper()}{sentence[1:]} "
                 f"({decision.confidence:.0%} confidence; from {', '.join(experts)})"
             )
+    parts = [f"{e.expert}: {e.answer}." for e in _unvoted(decisions, evidence)] + parts
     # A planner that asks the same again (a small LLM looping) repeats nothing in the reply.
     parts = list(dict.fromkeys(parts))
-    parts = [f"{e.expert}: {e.answer}." for e in _unvoted(decisions, evidence)] + parts
     if failures:
         parts.append("Failed: " + "; ".join(f"{e.expert} ({e.error})" for e in failures))
     refused = [call for call in plan.calls if call.error]

@@ -130,6 +130,20 @@ def test_the_router_declines_what_no_expert_does(
     assert message.response_metadata == {"final": "declined", "detail": limit}
 
 
+@pytest.mark.parametrize(
+    "request_text",
+    [
+        "I'm looking for a photo of a red car in my collection",
+        "Which of my pictures look like this?",
+    ],
+)
+def test_a_request_meaning_a_search_retrieves_without_the_usual_words(
+    agent: Agent, request_text: str
+) -> None:
+    message = move(router_of(agent), request_text, ImageMemory())
+    assert [call["name"] for call in message.tool_calls] == ["retrieve"]
+
+
 def test_a_search_request_retrieves_then_follows_up_on_the_named_hit(
     agent: Agent, image: ImageRef
 ) -> None:
