@@ -65,7 +65,7 @@ class LocalLLMServer:
         self,
         model_path: Path,
         *,
-        context_tokens: int = 2048,
+        context_tokens: int = 8192,
         seed: int = 0,
         chat_format: str | None = None,
     ) -> None:
