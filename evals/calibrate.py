@@ -14,6 +14,11 @@ Candidates are scored on what the user would have been told: an abstention score
 last candidate reproduces the best single expert of each kind, so on the data it was
 fitted on, fusion with the chosen weights never scores below the best single expert. Whether
 that generalises is measured on a held-out split: weights fitted on the rest, scored on it.
+
+Before the weights, each expert gets a calibration map (`sensorium.graphs.calibration`):
+its confidence -> how often it was right, per question kind where data allows; fusion pools
+the calibrated confidences, and a last map calibrates the pooled support of the decided
+answer. The held-out split reports the expected calibration error (ECE) before and after.
 """
 
 from __future__ import annotations
@@ -26,10 +31,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from sensorium.evals.metrics import ANSWER_METRICS
+from sensorium.evals.metrics import ANSWER_METRICS, expected_calibration_error
 from sensorium.evals.results import SampleRecord
 from sensorium.evals.runner import RECORDS_FILE, read_records
-from sensorium.graphs import FittedWeights, FusionSettings, fuse
+from sensorium.graphs import Decision, FittedWeights, FusionSettings, fuse
+from sensorium.graphs.calibration import CalibrationMap, fit_map
 from sensorium.tools import Evidence, UserError
 
 POWERS = (1, 2, 4, 8)
@@ -42,11 +48,19 @@ class Candidate(BaseModel):
     weights: dict[str, float]
     kind_weights: dict[str, dict[str, float]] = {}
     abstain_below: float | None = None  # None: the default threshold
+    calibration: dict[str, CalibrationMap] = {}
+    kind_calibration: dict[str, dict[str, CalibrationMap]] = {}
+    fused_calibration: CalibrationMap | None = None
 
     def settings(self) -> FusionSettings:
-        """Fusion settings that apply these weights (unknown experts get none)."""
+        """Fusion settings that apply these weights and maps (unknown experts get none)."""
         settings = FusionSettings(
-            weights=self.weights, kind_weights=self.kind_weights, default_weight=0.0
+            weights=self.weights,
+            kind_weights=self.kind_weights,
+            default_weight=0.0,
+            calibration=self.calibration,
+            kind_calibration=self.kind_calibration,
+            fused_calibration=self.fused_calibration,
         )
         if self.abstain_below is not None:
             settings.abstain_below = self.abstain_below
@@ -62,6 +76,8 @@ class SplitScores(BaseModel):
     fused_fitted: float
     best_single: str | None
     best_single_accuracy: float
+    ece_as_run: dict[str, float] = {}
+    ece_fitted: dict[str, float] = {}
 
 
 class Calibration(BaseModel):
@@ -103,6 +119,9 @@ def calibrate(
         weights=chosen.weights,
         kind_weights=chosen.kind_weights,
         abstain_below=chosen.abstain_below,
+        calibration=chosen.calibration,
+        kind_calibration=chosen.kind_calibration,
+        fused_calibration=chosen.fused_calibration,
         fitted_on={"samples": len(usable), "candidate": chosen.name},
     )
     return Calibration(weights=weights, chosen=chosen.name, fitted=fitted, held_out=held_out)
@@ -111,22 +130,61 @@ def calibrate(
 def replay(record: SampleRecord, settings: FusionSettings) -> float:
     """The sample's score, by its suite's answer metric, had fusion used these settings (an
     abstention scores 0: the user was told nothing)."""
+    decision = _decide(record, settings)
+    return _score(record, None if decision.abstained else decision.answer)
+
+
+def _decide(record: SampleRecord, settings: FusionSettings) -> Decision:
     evidence = [
         Evidence(
             expert=name, answer=answer.answer, confidence=answer.confidence, error=answer.error
         )
         for name, answer in record.experts.items()
     ]
-    decision = fuse(evidence, settings, record.kind)
-    metric = ANSWER_METRICS[record.answer_metric or "vqa_accuracy"]
-    return metric(None if decision.abstained else decision.answer, record.expected)
+    return fuse(evidence, settings, record.kind)
+
+
+def _score(record: SampleRecord, answer: str | None) -> float:
+    return ANSWER_METRICS[record.answer_metric or "vqa_accuracy"](answer, record.expected)
 
 
 def _fit(records: list[SampleRecord], min_kind_samples: int) -> Candidate:
-    candidates = _candidates(records, min_kind_samples)
+    calibration, kind_calibration = _expert_maps(records, min_kind_samples)
+    candidates = [
+        c.model_copy(update={"calibration": calibration, "kind_calibration": kind_calibration})
+        for c in _candidates(records, min_kind_samples)
+    ]
     scores = [_accuracy(records, c) for c in candidates]
-    best = max(range(len(candidates)), key=lambda i: (scores[i], -i))  # ties: the earlier
-    return candidates[best]
+    best = candidates[max(range(len(candidates)), key=lambda i: (scores[i], -i))]  # ties: earlier
+    # The pooled support of the decided answer, against how often that answer was right.
+    decided = [(r, _decide(r, best.settings())) for r in records]
+    pairs = [(d.confidence, _score(r, d.best_guess)) for r, d in decided if d.best_guess]
+    fused = fit_map([c for c, _ in pairs], [t for _, t in pairs])
+    return best.model_copy(update={"fused_calibration": fused})
+
+
+def _expert_maps(
+    records: list[SampleRecord], min_kind_samples: int
+) -> tuple[dict[str, CalibrationMap], dict[str, dict[str, CalibrationMap]]]:
+    """Each expert's map, and per question kind where it answered `min_kind_samples` times."""
+    answers: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
+    for record in records:
+        for name, answer in record.experts.items():
+            if answer.answer and not answer.error and answer.score is not None:
+                answers[name].append((answer.confidence, answer.score, record.kind or "other"))
+    overall = {
+        name: fit_map([c for c, _, _ in rows], [t for _, t, _ in rows])
+        for name, rows in sorted(answers.items())
+    }
+    per_kind: dict[str, dict[str, CalibrationMap]] = defaultdict(dict)
+    for name, rows in answers.items():
+        for kind in sorted({k for _, _, k in rows}):
+            group = [(c, t) for c, t, k in rows if k == kind]
+            if len(group) >= min_kind_samples:
+                fitted = fit_map([c for c, _ in group], [t for _, t in group])
+                if fitted.method != "identity":
+                    per_kind[kind][name] = fitted
+    return overall, dict(per_kind)
 
 
 def _candidates(records: list[SampleRecord], min_kind_samples: int) -> list[Candidate]:
@@ -197,6 +255,8 @@ def _best_expert(records: list[SampleRecord]) -> str:
 def _split_scores(records: list[SampleRecord], chosen: Candidate, best: str) -> SplitScores:
     experts = _accuracies(records, sorted({name for r in records for name in r.experts}))
     return SplitScores(
+        ece_as_run=_ece(records, None),
+        ece_fitted=_ece(records, chosen),
         samples=len(records),
         experts=experts,
         fused_as_run=sum((r.fused.score or 0.0) if r.fused else 0.0 for r in records)
@@ -205,6 +265,31 @@ def _split_scores(records: list[SampleRecord], chosen: Candidate, best: str) -> 
         best_single=best,
         best_single_accuracy=experts.get(best, 0.0),
     )
+
+
+def _ece(records: list[SampleRecord], chosen: Candidate | None) -> dict[str, float]:
+    """ECE per expert and fused over the answers given: raw (`chosen` None, fusion as run) or
+    through the chosen maps and weights."""
+    settings = chosen.settings() if chosen is not None else None
+    pairs: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for record in records:
+        for name, answer in record.experts.items():
+            if answer.answer and not answer.error and answer.score is not None:
+                confidence = answer.confidence
+                if settings is not None:
+                    confidence = settings.calibrated(name, confidence, record.kind)
+                pairs[name].append((confidence, answer.score))
+        if settings is None and record.fused and record.fused.answer:
+            if not record.fused.abstained:
+                pairs["fused"].append((record.fused.confidence, record.fused.score or 0.0))
+        elif settings is not None:
+            decision = _decide(record, settings)
+            if not decision.abstained and decision.answer:
+                pairs["fused"].append((decision.confidence, _score(record, decision.answer)))
+    return {
+        name: expected_calibration_error([c for c, _ in rows], [t for _, t in rows])
+        for name, rows in sorted(pairs.items())
+    }
 
 
 def _in_holdout(sample_id: str, share: float) -> bool:

@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from sensorium.graphs.calibration import CalibrationMap
 from sensorium.graphs.normalize import normalise_answer
 from sensorium.tools import Evidence, UserError
 
@@ -51,6 +52,17 @@ class FusionSettings(BaseModel):
     abstain_below: float = Field(
         0.25, ge=0.0, le=1.0, description="abstain when the decision's confidence is lower"
     )
+    calibration: dict[str, CalibrationMap] = Field(
+        default_factory=dict,
+        description="per expert: its confidence -> the probability it is right (from a "
+        "weights file; none: the expert's own confidence)",
+    )
+    kind_calibration: dict[str, dict[str, CalibrationMap]] = Field(
+        default_factory=dict, description="per question kind, per expert; overrides `calibration`"
+    )
+    fused_calibration: CalibrationMap | None = Field(
+        None, description="the pooled support of the decided answer -> its confidence"
+    )
 
     @model_validator(mode="after")
     def _load_weights_file(self) -> FusionSettings:
@@ -60,7 +72,16 @@ class FusionSettings(BaseModel):
             self.kind_weights = fitted.kind_weights | self.kind_weights
             if fitted.abstain_below is not None and "abstain_below" not in self.model_fields_set:
                 self.abstain_below = fitted.abstain_below
+            self.calibration = fitted.calibration | self.calibration
+            self.kind_calibration = fitted.kind_calibration | self.kind_calibration
+            self.fused_calibration = self.fused_calibration or fitted.fused_calibration
         return self
+
+    def calibrated(self, expert: str, confidence: float, kind: str | None = None) -> float:
+        """An expert's confidence as the probability that it is right, where a map was fitted."""
+        calibration = self.kind_calibration.get(kind or "", {}).get(expert)
+        calibration = calibration or self.calibration.get(expert)
+        return calibration(confidence) if calibration is not None else confidence
 
     def weight(self, expert: str, kind: str | None = None) -> float:
         """The reliability weight of an expert (for a kind of question, where fitted)."""
@@ -77,6 +98,9 @@ class FittedWeights(BaseModel):
     abstain_below: float | None = Field(
         None, ge=0.0, le=1.0, description="the threshold the fit chose (None: keep the configured)"
     )
+    calibration: dict[str, CalibrationMap] = Field(default_factory=dict)
+    kind_calibration: dict[str, dict[str, CalibrationMap]] = Field(default_factory=dict)
+    fused_calibration: CalibrationMap | None = None
     fitted_on: dict[str, object] = Field(
         default_factory=dict, description="the run, its samples and the scores behind the fit"
     )
@@ -149,7 +173,7 @@ def fuse(
             expert=e.expert,
             answer=e.answer,
             normalised=normalise_answer(e.answer),
-            confidence=e.confidence,
+            confidence=settings.calibrated(e.expert, e.confidence, kind),
             weight=settings.weight(e.expert, kind),
         )
         for e in items
@@ -185,7 +209,8 @@ def fuse(
     winner, runner_up, more_specific = _rank(support, implied)
     for vote in votes:
         vote.supports_answer = winner in {vote.normalised} | implied[vote.normalised]
-    confidence = min(1.0, support[winner])
+    fused = settings.fused_calibration or CalibrationMap()
+    confidence = fused(min(1.0, support[winner]))
     abstained = confidence < settings.abstain_below
     agree = sum(v.supports_answer for v in votes)
     refined = sum(v.supports_answer and v.normalised != winner for v in votes)
@@ -203,9 +228,11 @@ def fuse(
         abstained=abstained,
         best_guess=shown[winner],
         runner_up=shown[runner_up] if runner_up else None,
-        runner_up_confidence=min(1.0, support[runner_up]) if runner_up else 0.0,
+        runner_up_confidence=fused(min(1.0, support[runner_up])) if runner_up else 0.0,
         more_specific=shown[more_specific] if more_specific else None,
-        more_specific_confidence=min(1.0, support[more_specific]) if more_specific else 0.0,
+        more_specific_confidence=(
+            fused(min(1.0, support[more_specific])) if more_specific else 0.0
+        ),
         votes=votes,
         image=image,
         reason=reason,

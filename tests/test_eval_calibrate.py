@@ -43,17 +43,34 @@ def specialists(count: int = 40) -> list[SampleRecord]:
     return records
 
 
-def test_per_kind_weights_beat_every_single_expert_and_uniform_fusion() -> None:
+def test_fitted_fusion_beats_every_single_expert_and_uniform_fusion() -> None:
     records = specialists()
     uniform = sum(replay(r, FusionSettings()) for r in records) / len(records)
     result = calibrate(records, min_kind_samples=10)
     assert uniform == 0.0  # the confident coin flip wins every uniform vote
     assert result.fitted.best_single_accuracy == 0.5
     assert result.fitted.fused_fitted == 1.0
-    assert (
-        result.weights.kind_weights["colour"]["colours"]
-        > result.weights.kind_weights["colour"]["classify"]
+    # Calibrated per kind, each expert's confidence says how often it is right there.
+    fitted = FusionSettings.model_validate(
+        result.weights.model_dump(exclude={"fitted_on", "abstain_below"})
     )
+    assert fitted.calibrated("noise", 0.95, "colour") < 0.1
+    assert fitted.calibrated("colours", 0.6, "colour") > fitted.calibrated(
+        "classify", 0.9, "colour"
+    )
+    assert result.held_out is not None and result.held_out.fused_fitted == 1.0
+
+
+def test_per_kind_maps_separate_experts_whose_confidence_never_varies() -> None:
+    # Every expert always says 0.9: only per-kind calibration (or weights) can tell them apart.
+    records = [
+        record(
+            n, r.kind or "", r.expected[0], {e: (a.answer or "", 0.9) for e, a in r.experts.items()}
+        )
+        for n, r in enumerate(specialists())
+    ]
+    result = calibrate(records, min_kind_samples=10)
+    assert result.fitted.fused_fitted == 1.0
     assert result.held_out is not None and result.held_out.fused_fitted == 1.0
 
 
@@ -92,9 +109,9 @@ def test_configuration_reads_a_weights_file(tmp_path: Path) -> None:
     path.write_text(calibrate(specialists(), min_kind_samples=10).weights.model_dump_json())
     fusion = FusionSettings(weights_file=path, weights={"noise": 0.5})
     assert fusion.weight("noise") == 0.5  # configuration wins over the file
-    assert fusion.weight("colours", "colour") > fusion.weight("classify", "colour")
+    assert fusion.calibrated("noise", 0.95, "colour") < 0.1  # the file's maps
     settings = Settings(fusion={"weights_file": str(path)})  # type: ignore[arg-type]
-    assert settings.fusion.kind_weights
+    assert settings.fusion.kind_calibration and settings.fusion.fused_calibration
 
 
 def test_an_abstention_scores_nothing_and_a_fitted_threshold_travels_in_the_file(

@@ -274,6 +274,19 @@ def show_calibration(result: Calibration) -> None:
             f"{scores.best_single_accuracy:.3f} ({scores.best_single})",
         )
     out.print(table)
+    scores = result.held_out or result.fitted
+    where = "held out" if result.held_out else "fitted on (no held-out split)"
+    ece = Table(title=f"calibration error (ECE), {where}")
+    for column in ("answers of", "as run", "calibrated", "map"):
+        ece.add_column(column, justify="left" if column in ("answers of", "map") else "right")
+    maps = result.weights.calibration | (
+        {"fused": result.weights.fused_calibration} if result.weights.fused_calibration else {}
+    )
+    for name, before in scores.ece_as_run.items():
+        after = scores.ece_fitted.get(name)
+        method = maps[name].method if name in maps else "-"
+        ece.add_row(name, f"{before:.3f}", "-" if after is None else f"{after:.3f}", method)
+    out.print(ece)
 
 
 @eval_app.command("schema")

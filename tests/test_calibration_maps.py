@@ -1,0 +1,102 @@
+"""Calibration maps: Platt and isotonic fits recover known miscalibration, the family is
+chosen on held-out samples, fusion pools calibrated confidences, and `eval calibrate` reports
+the calibration error before and after on its held-out split."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from sensorium import FusionSettings
+from sensorium.evals import calibrate
+from sensorium.evals.metrics import expected_calibration_error
+from sensorium.evals.results import ExpertAnswer, SampleRecord
+from sensorium.graphs import fuse
+from sensorium.graphs.calibration import CalibrationMap, fit_isotonic, fit_map, fit_platt
+from sensorium.tools import Evidence
+
+
+def logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def overconfident(n: int, seed: int = 0) -> tuple[list[float], list[float]]:
+    """Confidences whose true rate of being right is sigmoid(0.5 * logit(c) - 1)."""
+    rng = random.Random(seed)
+    confidences = [rng.uniform(0.05, 0.99) for _ in range(n)]
+    truth = [1 / (1 + math.exp(-(0.5 * logit(c) - 1))) for c in confidences]
+    return confidences, [float(rng.random() < t) for t in truth]
+
+
+def test_platt_recovers_the_slope_and_intercept() -> None:
+    confidences, outcomes = overconfident(4000)
+    fitted = fit_platt(confidences, outcomes)
+    assert fitted.a == pytest.approx(0.5, abs=0.1) and fitted.b == pytest.approx(-1.0, abs=0.15)
+
+
+def test_isotonic_pools_adjacent_violators() -> None:
+    fitted = fit_isotonic([0.1, 0.2, 0.3, 0.4], [0.0, 1.0, 0.0, 1.0])
+    # (0.2, 1) and (0.3, 0) violate the order: pooled into one block at x = 0.25, y = 0.5.
+    assert fitted.xs == pytest.approx([0.1, 0.25, 0.4]) and fitted.ys == [0.0, 0.5, 1.0]
+    assert fitted(0.175) == pytest.approx(0.25)  # linear between block centres
+    assert all(a <= b for a, b in zip(fitted.ys, fitted.ys[1:], strict=False))
+
+
+def test_fit_map_keeps_the_identity_without_data_and_calibrates_with_it() -> None:
+    assert fit_map([0.9] * 5, [1.0] * 5).method == "identity"
+    confidences, outcomes = overconfident(2000, seed=1)
+    fitted = fit_map(confidences, outcomes)
+    assert fitted.method in ("platt", "isotonic") and fitted.samples == 2000
+    test_c, test_o = overconfident(2000, seed=2)  # fresh data, the same miscalibration
+    before = expected_calibration_error(test_c, test_o)
+    after = expected_calibration_error([fitted(c) for c in test_c], test_o)
+    assert before > 0.15 and after < 0.05
+
+
+def test_fusion_pools_calibrated_confidences_and_calibrates_the_decision() -> None:
+    evidence = [
+        Evidence(expert="boastful", answer="cat", confidence=0.99),
+        Evidence(expert="modest", answer="dog", confidence=0.6),
+    ]
+    assert fuse(evidence).answer == "cat"
+    humbled = CalibrationMap(method="platt", a=1.0, b=-6.0)  # 0.99 -> about 0.25
+    settings = FusionSettings(calibration={"boastful": humbled})
+    decision = fuse(evidence, settings)
+    assert decision.answer == "dog"
+    assert {v.expert: v.confidence for v in decision.votes}["boastful"] == pytest.approx(
+        humbled(0.99)
+    )
+    halved = CalibrationMap(method="isotonic", xs=[0.0, 1.0], ys=[0.0, 0.5])
+    plain = fuse(evidence, settings)
+    again = fuse(evidence, settings.model_copy(update={"fused_calibration": halved}))
+    assert again.confidence == pytest.approx(plain.confidence / 2)
+
+
+def test_calibrate_fits_maps_and_reports_the_error_before_and_after() -> None:
+    rng = random.Random(3)
+    records = []
+    for n in range(400):
+        confidence = rng.uniform(0.5, 1.0)  # says 0.5-1.0, right a third as often
+        right = rng.random() < confidence / 3
+        answers = {"boastful": ExpertAnswer(answer="yes" if right else "no", confidence=confidence)}
+        answers["boastful"].score = float(right)
+        records.append(
+            SampleRecord(
+                key=f"k:{n}",
+                id=f"s{n}",
+                task="vqa",
+                kind="yes_no",
+                expected=["yes"],
+                experts=answers,
+                answer_metric="answer_match",
+            )
+        )
+    result = calibrate(records)
+    assert result.weights.calibration["boastful"].method != "identity"
+    assert result.weights.fused_calibration is not None
+    held_out = result.held_out
+    assert held_out is not None
+    assert held_out.ece_as_run["boastful"] > 0.3
+    assert held_out.ece_fitted["boastful"] < 0.1
