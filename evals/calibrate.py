@@ -150,9 +150,17 @@ def _score(record: SampleRecord, answer: str | None) -> float:
 
 def _fit(records: list[SampleRecord], min_kind_samples: int) -> Candidate:
     calibration, kind_calibration = _expert_maps(records, min_kind_samples)
-    candidates = [
+    calibrated = [
         c.model_copy(update={"calibration": calibration, "kind_calibration": kind_calibration})
         for c in _candidates(records, min_kind_samples)
+    ]
+    # Calibrated confidences are lower than raw ones, so the default threshold abstains more
+    # often; an abstention scores 0, so each weighting is also tried never abstaining (the
+    # reply still gives the calibrated confidence). Ties keep the default threshold.
+    candidates = calibrated + [
+        c.model_copy(update={"name": f"{c.name}, never abstaining", "abstain_below": 0.0})
+        for c in calibrated
+        if c.abstain_below is None
     ]
     scores = [_accuracy(records, c) for c in candidates]
     best = candidates[max(range(len(candidates)), key=lambda i: (scores[i], -i))]  # ties: earlier
