@@ -30,12 +30,15 @@ $(VENV)/.llama-installed: $(LOCK) | $(BIN)/python
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(INSTALL) --no-cache-dir "llama-cpp-python[server]"
 	echo "CMAKE_ARGS=$(LLAMA_CMAKE_ARGS)" > $@  # the build flags, checked by the tests
 
-# Stamps re-run the install when pyproject.toml or the lock changes.
-$(VENV)/.demo-installed: pyproject.toml $(LOCK) $(VENV)/.llama-installed
+# Stamps re-run the install when pyproject.toml or the lock changes, or a package folder
+# gains or loses a file (a folder's mtime): a strict editable install lists every file, so a
+# new module is invisible until it is installed again.
+PACKAGE_DIRS := sensorium sensorium/cli agent tools graphs evals tools/data evals/suites evals/data
+$(VENV)/.demo-installed: pyproject.toml $(LOCK) $(PACKAGE_DIRS) $(VENV)/.llama-installed
 	$(INSTALL) -e ".[llm]" $(EDITABLE)
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml $(LOCK) $(VENV)/.llama-installed
+$(VENV)/.dev-installed: pyproject.toml $(LOCK) $(PACKAGE_DIRS) $(VENV)/.llama-installed
 	$(INSTALL) -e ".[dev,llm,evals]" $(EDITABLE)
 	touch $@
 
