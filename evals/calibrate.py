@@ -19,6 +19,12 @@ Before the weights, each expert gets a calibration map (`sensorium.graphs.calibr
 its confidence -> how often it was right, per question kind where data allows; fusion pools
 the calibrated confidences, and a last map calibrates the pooled support of the decided
 answer. The held-out split reports the expected calibration error (ECE) before and after.
+
+A language prior joins as one more expert: per question kind, the share of each answer among
+the samples (their most common acceptable answer). It votes the most common one ("yes",
+"2", "white"), so when the experts see little, fusion can fall back on what such questions
+usually get, and the fit weighs it like any expert; with the best-expert candidate, fused
+accuracy is never below the prior's where it was fitted.
 """
 
 from __future__ import annotations
@@ -32,10 +38,11 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from sensorium.evals.metrics import ANSWER_METRICS, expected_calibration_error
-from sensorium.evals.results import SampleRecord
+from sensorium.evals.results import ExpertAnswer, SampleRecord
 from sensorium.evals.runner import RECORDS_FILE, read_records
-from sensorium.graphs import Decision, FittedWeights, FusionSettings, fuse
+from sensorium.graphs import Decision, FittedWeights, FusionSettings, fuse, normalise_answer
 from sensorium.graphs.calibration import CalibrationMap, fit_map
+from sensorium.graphs.fusion import PRIOR_EXPERT
 from sensorium.tools import Evidence, UserError
 
 POWERS = (1, 2, 4, 8)
@@ -108,12 +115,16 @@ def calibrate(
             f"calibration needs at least 10 scored samples with expert answers; the run has "
             f"{len(usable)} (run a vqa or agent suite with answers, without --limit that small)"
         )
+    prior = fit_prior(usable)
+    usable = with_prior(usable, prior)
     chosen = _fit(usable, min_kind_samples)
     fitted = _split_scores(usable, chosen, _best_expert(usable))
     held_out = None
     test = [r for r in usable if _in_holdout(r.id, holdout)]
     train = [r for r in usable if not _in_holdout(r.id, holdout)]
     if len(test) >= 5 and len(train) >= 10:
+        train_prior = fit_prior(train)  # the held-out samples' answers stay unseen
+        train, test = with_prior(train, train_prior), with_prior(test, train_prior)
         held_out = _split_scores(test, _fit(train, min_kind_samples), _best_expert(train))
     weights = FittedWeights(
         weights=chosen.weights,
@@ -122,9 +133,44 @@ def calibrate(
         calibration=chosen.calibration,
         kind_calibration=chosen.kind_calibration,
         fused_calibration=chosen.fused_calibration,
+        prior=prior,
         fitted_on={"samples": len(usable), "candidate": chosen.name},
     )
     return Calibration(weights=weights, chosen=chosen.name, fitted=fitted, held_out=held_out)
+
+
+def fit_prior(records: Sequence[SampleRecord]) -> dict[str, dict[str, float]]:
+    """Per question kind, each answer's share of the samples (by their most common acceptable
+    answer, normalised); kinds with no answers are left out."""
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for record in records:
+        answers = [normalise_answer(a) for a in record.expected if a.strip()]
+        if answers and record.kind:
+            counts[record.kind][max(set(answers), key=lambda a: (answers.count(a), a))] += 1
+    return {
+        kind: {answer: n / sum(by.values()) for answer, n in sorted(by.items())}
+        for kind, by in sorted(counts.items())
+    }
+
+
+def with_prior(
+    records: Sequence[SampleRecord], prior: dict[str, dict[str, float]]
+) -> list[SampleRecord]:
+    """The records with the prior's answer beside the experts', scored like theirs."""
+    settings = FusionSettings(prior=prior)
+    result = []
+    for record in records:
+        vote = settings.prior_vote(record.kind)
+        if vote is None or not record.experts:
+            result.append(record)
+            continue
+        answer = ExpertAnswer(
+            answer=vote.answer, confidence=vote.confidence, score=_score(record, vote.answer)
+        )
+        result.append(
+            record.model_copy(update={"experts": record.experts | {PRIOR_EXPERT: answer}})
+        )
+    return result
 
 
 def replay(record: SampleRecord, settings: FusionSettings) -> float:

@@ -27,6 +27,9 @@ from sensorium.graphs.calibration import CalibrationMap
 from sensorium.graphs.normalize import normalise_answer
 from sensorium.tools import Evidence, UserError
 
+PRIOR_EXPERT = "prior"
+"""The name the language prior votes under: the most common answer to this kind of question."""
+
 
 class FusionSettings(BaseModel):
     """How much each expert is trusted, and when to abstain.
@@ -63,6 +66,11 @@ class FusionSettings(BaseModel):
     fused_calibration: CalibrationMap | None = Field(
         None, description="the pooled support of the decided answer -> its confidence"
     )
+    prior: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="per question kind: answer -> its share of the training answers; the most "
+        f"common one votes as the expert {PRIOR_EXPERT!r} (from a weights file)",
+    )
 
     @model_validator(mode="after")
     def _load_weights_file(self) -> FusionSettings:
@@ -75,7 +83,16 @@ class FusionSettings(BaseModel):
             self.calibration = fitted.calibration | self.calibration
             self.kind_calibration = fitted.kind_calibration | self.kind_calibration
             self.fused_calibration = self.fused_calibration or fitted.fused_calibration
+            self.prior = fitted.prior | self.prior
         return self
+
+    def prior_vote(self, kind: str | None) -> Evidence | None:
+        """The language prior's answer to a kind of question, as evidence (None: no prior)."""
+        shares = self.prior.get(kind or "")
+        if not shares:
+            return None
+        answer, share = max(shares.items(), key=lambda item: (item[1], item[0]))
+        return Evidence(expert=PRIOR_EXPERT, answer=answer, confidence=share)
 
     def calibrated(self, expert: str, confidence: float, kind: str | None = None) -> float:
         """An expert's confidence as the probability that it is right, where a map was fitted."""
@@ -101,6 +118,7 @@ class FittedWeights(BaseModel):
     calibration: dict[str, CalibrationMap] = Field(default_factory=dict)
     kind_calibration: dict[str, dict[str, CalibrationMap]] = Field(default_factory=dict)
     fused_calibration: CalibrationMap | None = None
+    prior: dict[str, dict[str, float]] = Field(default_factory=dict)
     fitted_on: dict[str, object] = Field(
         default_factory=dict, description="the run, its samples and the scores behind the fit"
     )
@@ -168,6 +186,10 @@ def fuse(
     settings = settings or FusionSettings()
     items = list(evidence)
     image = next((e.image for e in items if e.image), None)
+    prior = settings.prior_vote(kind)
+    if prior is not None and any(e.ok and e.answer for e in items):
+        # When the experts see little, the answer most questions of this kind have wins.
+        items.append(prior.model_copy(update={"image": image}))
     votes = [
         Vote(
             expert=e.expert,

@@ -11,6 +11,7 @@ import pytest
 
 from sensorium import FusionSettings
 from sensorium.evals import calibrate
+from sensorium.evals.calibrate import fit_prior
 from sensorium.evals.metrics import expected_calibration_error
 from sensorium.evals.results import ExpertAnswer, SampleRecord
 from sensorium.graphs import fuse
@@ -100,3 +101,53 @@ def test_calibrate_fits_maps_and_reports_the_error_before_and_after() -> None:
     assert held_out is not None
     assert held_out.ece_as_run["boastful"] > 0.3
     assert held_out.ece_fitted["boastful"] < 0.1
+
+
+def test_the_prior_is_each_kind_s_answer_shares_and_votes_its_most_common() -> None:
+    records = [
+        SampleRecord(key=f"k:{n}", id=f"s{n}", task="vqa", kind=kind, expected=[truth])
+        for n, (kind, truth) in enumerate(
+            [("yes_no", "yes")] * 3 + [("yes_no", "No")] + [("count", "2")] * 2
+        )
+    ]
+    prior = fit_prior(records)
+    assert prior == {"count": {"2": 1.0}, "yes_no": {"no": 0.25, "yes": 0.75}}
+    settings = FusionSettings(prior=prior)
+    vote = settings.prior_vote("yes_no")
+    assert vote is not None and (vote.answer, vote.confidence) == ("yes", 0.75)
+    assert settings.prior_vote("colour") is None  # no prior for a kind never seen
+
+
+def test_fusion_falls_back_on_the_prior_when_the_experts_see_little() -> None:
+    unsure = [Evidence(expert="answer_question", answer="no", confidence=0.3)]
+    settings = FusionSettings(prior={"yes_no": {"yes": 0.7, "no": 0.3}})
+    assert fuse(unsure, settings, "yes_no").answer == "yes"
+    sure = [Evidence(expert="answer_question", answer="no", confidence=0.95)]
+    assert fuse(sure, settings, "yes_no").answer == "no"
+    assert fuse([], settings, "yes_no").answer is None  # no expert answered: no guess either
+
+
+def test_calibrated_fusion_is_never_below_the_blind_prior_where_it_was_fitted() -> None:
+    rng = random.Random(4)
+    records = []
+    for n in range(200):
+        truth = "yes" if rng.random() < 0.8 else "no"  # most answers are "yes"
+        said = rng.choice(["yes", "no"])  # an expert that guesses, confidently
+        expert = ExpertAnswer(answer=said, confidence=0.9, score=float(said == truth))
+        records.append(
+            SampleRecord(
+                key=f"k:{n}",
+                id=f"s{n}",
+                task="vqa",
+                kind="yes_no",
+                expected=[truth],
+                experts={"guesser": expert},
+                answer_metric="answer_match",
+            )
+        )
+    result = calibrate(records)
+    assert result.fitted.experts["prior"] == pytest.approx(0.8, abs=0.06)
+    assert result.fitted.fused_fitted >= result.fitted.experts["prior"]
+    assert result.held_out is not None
+    assert result.held_out.fused_fitted >= result.held_out.experts["prior"]
+    assert result.weights.prior["yes_no"]["yes"] > 0.7

@@ -48,7 +48,8 @@ def test_fitted_fusion_beats_every_single_expert_and_uniform_fusion() -> None:
     uniform = sum(replay(r, FusionSettings()) for r in records) / len(records)
     result = calibrate(records, min_kind_samples=10)
     assert uniform == 0.0  # the confident coin flip wins every uniform vote
-    assert result.fitted.best_single_accuracy == 0.5
+    assert result.fitted.experts["colours"] == result.fitted.experts["classify"] == 0.5
+    assert result.fitted.best_single == "prior"  # one answer per kind here: a perfect prior
     assert result.fitted.fused_fitted == 1.0
     # Calibrated per kind, each expert's confidence says how often it is right there.
     fitted = FusionSettings.model_validate(
