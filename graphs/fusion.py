@@ -187,8 +187,9 @@ def fuse(
     items = list(evidence)
     image = next((e.image for e in items if e.image), None)
     prior = settings.prior_vote(kind)
-    if prior is not None and any(e.ok and e.answer for e in items):
-        # When the experts see little, the answer most questions of this kind have wins.
+    if prior is not None and items:
+        # When the experts see little (or stay silent), the answer most questions of this
+        # kind have wins. Asked nobody, fusion guesses nothing.
         items.append(prior.model_copy(update={"image": image}))
     votes = [
         Vote(

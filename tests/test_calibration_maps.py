@@ -124,7 +124,9 @@ def test_fusion_falls_back_on_the_prior_when_the_experts_see_little() -> None:
     assert fuse(unsure, settings, "yes_no").answer == "yes"
     sure = [Evidence(expert="answer_question", answer="no", confidence=0.95)]
     assert fuse(sure, settings, "yes_no").answer == "no"
-    assert fuse([], settings, "yes_no").answer is None  # no expert answered: no guess either
+    assert fuse([], settings, "yes_no").answer is None  # no expert asked: no guess either
+    silent = [Evidence(expert="classify", answer=None, confidence=0.0)]
+    assert fuse(silent, settings, "yes_no").answer == "yes"
 
 
 def test_calibrated_fusion_is_never_below_the_blind_prior_where_it_was_fitted() -> None:
