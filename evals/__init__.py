@@ -4,6 +4,7 @@ run comparison, and fusion weights learned from results. `docs/evals.md` documen
 
 from sensorium.evals.calibrate import Calibration, calibrate, load_run_records
 from sensorium.evals.compare import Comparison, Difference, compare_runs
+from sensorium.evals.report import calibration_html
 from sensorium.evals.results import RunResults, SampleRecord, read_results
 from sensorium.evals.runner import RunOutcome, run_suite
 from sensorium.evals.suite import (
@@ -26,6 +27,7 @@ __all__ = [
     "SuiteError",
     "builtin_suites",
     "calibrate",
+    "calibration_html",
     "compare_runs",
     "load_run_records",
     "load_suite",

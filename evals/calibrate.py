@@ -37,7 +37,12 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from sensorium.evals.metrics import ANSWER_METRICS, expected_calibration_error
+from sensorium.evals.metrics import (
+    ANSWER_METRICS,
+    ReliabilityBin,
+    expected_calibration_error,
+    reliability_bins,
+)
 from sensorium.evals.results import ExpertAnswer, SampleRecord
 from sensorium.evals.runner import RECORDS_FILE, read_records
 from sensorium.graphs import Decision, FittedWeights, FusionSettings, fuse, normalise_answer
@@ -85,6 +90,8 @@ class SplitScores(BaseModel):
     best_single_accuracy: float
     ece_as_run: dict[str, float] = {}
     ece_fitted: dict[str, float] = {}
+    reliability_as_run: dict[str, list[ReliabilityBin]] = {}
+    reliability_fitted: dict[str, list[ReliabilityBin]] = {}
 
 
 class Calibration(BaseModel):
@@ -308,9 +315,12 @@ def _best_expert(records: list[SampleRecord]) -> str:
 
 def _split_scores(records: list[SampleRecord], chosen: Candidate, best: str) -> SplitScores:
     experts = _accuracies(records, sorted({name for r in records for name in r.experts}))
+    as_run, calibrated = _outcomes(records, None), _outcomes(records, chosen)
     return SplitScores(
-        ece_as_run=_ece(records, None),
-        ece_fitted=_ece(records, chosen),
+        ece_as_run=_ece(as_run),
+        ece_fitted=_ece(calibrated),
+        reliability_as_run=_bins(as_run),
+        reliability_fitted=_bins(calibrated),
         samples=len(records),
         experts=experts,
         fused_as_run=sum((r.fused.score or 0.0) if r.fused else 0.0 for r in records)
@@ -321,9 +331,26 @@ def _split_scores(records: list[SampleRecord], chosen: Candidate, best: str) -> 
     )
 
 
-def _ece(records: list[SampleRecord], chosen: Candidate | None) -> dict[str, float]:
-    """ECE per expert and fused over the answers given: raw (`chosen` None, fusion as run) or
-    through the chosen maps and weights."""
+Outcomes = dict[str, list[tuple[float, float]]]
+
+
+def _ece(outcomes: Outcomes) -> dict[str, float]:
+    return {
+        name: expected_calibration_error([c for c, _ in rows], [t for _, t in rows])
+        for name, rows in outcomes.items()
+    }
+
+
+def _bins(outcomes: Outcomes) -> dict[str, list[ReliabilityBin]]:
+    return {
+        name: reliability_bins([c for c, _ in rows], [t for _, t in rows])
+        for name, rows in outcomes.items()
+    }
+
+
+def _outcomes(records: list[SampleRecord], chosen: Candidate | None) -> Outcomes:
+    """(confidence, score) per expert and fused over the answers given: raw (`chosen` None,
+    fusion as run) or through the chosen maps and weights."""
     settings = chosen.settings() if chosen is not None else None
     pairs: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for record in records:
@@ -340,10 +367,7 @@ def _ece(records: list[SampleRecord], chosen: Candidate | None) -> dict[str, flo
             decision = _decide(record, settings)
             if not decision.abstained and decision.answer:
                 pairs["fused"].append((decision.confidence, _score(record, decision.answer)))
-    return {
-        name: expected_calibration_error([c for c, _ in rows], [t for _, t in rows])
-        for name, rows in sorted(pairs.items())
-    }
+    return dict(sorted(pairs.items()))
 
 
 def _in_holdout(sample_id: str, share: float) -> bool:

@@ -15,11 +15,15 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from sensorium.evals.metrics import ReliabilityBin, percentile
 from sensorium.evals.results import Failure, RunResults
+
+if TYPE_CHECKING:
+    from sensorium.evals.calibrate import Calibration
 
 # Scopes that are not an expert's (or the fused decision's) answer quality.
 _OTHER_SCOPES = ("turn", "retrieval", "routing")
@@ -434,6 +438,39 @@ def html_report(results: RunResults) -> str:
         base = Path(results.suite_path).expanduser().parent if results.suite_path else None
         cards = "".join(_failure_card(f, base) for f in results.failures)
         parts += ["<h2>Worst failures</h2>", f'<div class="cards">{cards}</div>']
+    body = "\n".join(parts)
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{_esc(title)}</title>\n<style>{_STYLE}</style>\n</head>\n"
+        f"<body>\n{body}\n</body>\n</html>\n"
+    )
+
+
+def calibration_html(result: Calibration, run: str = "") -> str:
+    """What `eval calibrate` fitted, as one self-contained page: the maps chosen, and a
+    reliability diagram per expert and for the fused decision, as run and calibrated, on the
+    held-out split (or where fitted, without one)."""
+    scores = result.held_out or result.fitted
+    where = "held-out samples" if result.held_out else "the samples it was fitted on"
+    maps = dict(result.weights.calibration)
+    if result.weights.fused_calibration is not None:
+        maps["fused"] = result.weights.fused_calibration
+    title = f"Calibration of {run}" if run else "Calibration"
+    parts = [
+        f"<h1>{_esc(title)}</h1>",
+        f'<p class="meta">chosen weighting: {_esc(result.chosen)}; diagrams on {scores.samples} '
+        f"{_esc(where)}</p>",
+    ]
+    for scope, before in scores.reliability_as_run.items():
+        after = scores.reliability_fitted.get(scope, [])
+        method = maps[scope].method if scope in maps else ""
+        parts += [
+            f"<h2>{_esc(scope)}" + (f" ({_esc(method)} map)" if method else "") + "</h2>",
+            "<div>"
+            + _reliability_svg(f"{scope}, as run", before, scores.ece_as_run.get(scope))
+            + _reliability_svg(f"{scope}, calibrated", after, scores.ece_fitted.get(scope))
+            + "</div>",
+        ]
     body = "\n".join(parts)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'

@@ -103,6 +103,10 @@ def test_calibrate_writes_weights_that_a_run_can_use(cli, tmp_path: Path) -> Non
     assert data["fitted"]["fused_fitted"] >= data["fitted"]["best_single_accuracy"]
     weights = Path(data["weights_file"])
     assert json.loads(weights.read_text())["weights"]
+    # The reliability of every expert and of the decision, before and after calibration.
+    page = Path(data["calibration_report"]).read_text()
+    assert page.startswith("<!DOCTYPE html>") and "fused, calibrated" in page
+    assert all(f"{name}, as run" in page for name in data["fitted"]["experts"])
     rerun = cli(
         "eval",
         "run",

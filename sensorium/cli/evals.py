@@ -235,19 +235,23 @@ def calibrate_command(
     debug: DebugOption = False,
 ) -> None:
     """Fit fusion weights per expert (and per question kind) from a run's results."""
-    from sensorium.evals import calibrate, load_run_records
+    from sensorium.evals import calibrate, calibration_html, load_run_records
 
     records = load_run_records(run_dir)
     result = calibrate(records, holdout=holdout, min_kind_samples=min_kind_samples)
     result.weights.fitted_on["run"] = str(run_dir)
     target = output or run_dir / "weights.json"
     target.write_text(result.weights.model_dump_json(indent=2), encoding="utf-8")
+    page = target.with_name(f"{target.stem}.calibration.html")
+    page.write_text(calibration_html(result, run_dir.name), encoding="utf-8")
     if as_json:
-        typer.echo(json.dumps(result.model_dump() | {"weights_file": str(target)}))
+        files = {"weights_file": str(target), "calibration_report": str(page)}
+        typer.echo(json.dumps(result.model_dump() | files))
         return
     show_calibration(result)
     out.print(
-        f"weights: {target}\nuse them: `sensorium eval run SUITE --weights {target}`, or "
+        f"reliability before and after: {page}\nweights: {target}\n"
+        f"use them: `sensorium eval run SUITE --weights {target}`, or "
         f'[fusion] weights_file = "{target}" in the config file',
         highlight=False,
         markup=False,
