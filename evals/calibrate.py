@@ -123,9 +123,9 @@ def calibrate(
             f"{len(usable)} (run a vqa or agent suite with answers, without --limit that small)"
         )
     prior = fit_prior(usable)
-    usable = with_prior(usable, prior)
-    chosen = _fit(usable, min_kind_samples)
-    fitted = _split_scores(usable, chosen, _best_expert(usable))
+    everything = with_prior(usable, prior)
+    chosen = _fit(everything, min_kind_samples)
+    fitted = _split_scores(everything, chosen, _best_expert(everything))
     held_out = None
     test = [r for r in usable if _in_holdout(r.id, holdout)]
     train = [r for r in usable if not _in_holdout(r.id, holdout)]
@@ -141,7 +141,7 @@ def calibrate(
         kind_calibration=chosen.kind_calibration,
         fused_calibration=chosen.fused_calibration,
         prior=prior,
-        fitted_on={"samples": len(usable), "candidate": chosen.name},
+        fitted_on={"samples": len(everything), "candidate": chosen.name},
     )
     return Calibration(weights=weights, chosen=chosen.name, fitted=fitted, held_out=held_out)
 
