@@ -33,7 +33,13 @@ from sensorium.agent.responder import AgentResponder
 from sensorium.agent.router import Router
 from sensorium.agent.router_model import RouterChatModel
 from sensorium.agent.settings import Settings
-from sensorium.graphs import Decision, Plan, compile_graph, memory_checkpointer
+from sensorium.graphs import (
+    Decision,
+    Plan,
+    compile_graph,
+    memory_checkpointer,
+    with_image_refs,
+)
 from sensorium.tools import (
     ImageRef,
     ImageStore,
@@ -50,25 +56,6 @@ from sensorium.tools.lite_models import embed_texts
 from sensorium.tools.vector_index import ImageIndex, SearchHit, open_client
 
 ImageInput = str | Path | bytes | Image.Image | ImageRef
-
-
-def _with_image_refs(plan: Plan) -> Plan:
-    """The plan with its image arguments as `ImageRef`s: a checkpoint gives nested models
-    back as dicts, so a plan read from the thread otherwise differs from a fresh one."""
-    calls = [
-        call.model_copy(
-            update={
-                "arguments": {
-                    name: ImageRef.model_validate(value)
-                    if isinstance(value, dict) and "sha256" in value
-                    else value
-                    for name, value in call.arguments.items()
-                }
-            }
-        )
-        for call in plan.calls
-    ]
-    return plan.model_copy(update={"calls": calls})
 
 
 def check_question(question: object, max_chars: int) -> str:
@@ -364,7 +351,12 @@ class Agent:
 
     def _result(self, config: Any, question: str, state: dict[str, Any]) -> TurnResult:
         decisions: list[Decision] = state.get("decisions", [])
-        plan: Plan = _with_image_refs(state.get("plan", Plan()))
+        stored: Plan = state.get("plan", Plan())
+        # A plan read back from the thread holds its images as dicts; give them back as models.
+        calls = [
+            c.model_copy(update={"arguments": with_image_refs(c.arguments)}) for c in stored.calls
+        ]
+        plan = stored.model_copy(update={"calls": calls})
         evidence = state.get("evidence", [])
         first = decisions[0] if decisions else None
         # The images the experts looked at, in the order they did; else those attached.

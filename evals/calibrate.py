@@ -218,7 +218,8 @@ def _fit(records: list[SampleRecord], min_kind_samples: int) -> Candidate:
     scores = [_accuracy(records, c) for c in candidates]
     best = candidates[max(range(len(candidates)), key=lambda i: (scores[i], -i))]  # ties: earlier
     # The pooled support of the decided answer, against how often that answer was right.
-    decided = [(r, _decide(r, best.settings())) for r in records]
+    settings = best.settings()
+    decided = [(r, _decide(r, settings)) for r in records]
     pairs = [(d.confidence, _score(r, d.best_guess)) for r, d in decided if d.best_guess]
     fused = fit_map([c for c, _ in pairs], [t for _, t in pairs])
     return best.model_copy(update={"fused_calibration": fused})

@@ -8,7 +8,13 @@ from sensorium._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from sensorium.graphs.builder import DEFAULT_MAX_STEPS, ExpertRunner, compile_graph
-    from sensorium.graphs.calls import check_call, expert_calls, new_call_id, plain_arguments
+    from sensorium.graphs.calls import (
+        check_call,
+        expert_calls,
+        new_call_id,
+        plain_arguments,
+        with_image_refs,
+    )
     from sensorium.graphs.checkpoint import memory_checkpointer, sqlite_checkpointer
     from sensorium.graphs.fusion import (
         Decision,
@@ -45,7 +51,7 @@ else:  # run time: each name is imported on first use (see sensorium._lazy)
                 "expert_calls",
                 "new_call_id",
                 "plain_arguments",
-                "plain_arguments",
+                "with_image_refs",
             ),
             "sensorium.graphs.checkpoint": ("memory_checkpointer", "sqlite_checkpointer"),
             "sensorium.graphs.fusion": (
@@ -107,4 +113,5 @@ __all__ = [
     "plain_arguments",
     "read_weights_file",
     "sqlite_checkpointer",
+    "with_image_refs",
 ]

@@ -88,14 +88,21 @@ def check_call(
 
 
 def plain_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
-    """Arguments as JSON values, images as their sha256 (a call read back from a checkpoint
-    holds its images as plain dicts: the serializer does not restore nested models)."""
-    return {k: _plain(v) for k, v in arguments.items()}
+    """Arguments as JSON values, images as their sha256."""
+    return {
+        k: v.sha256 if isinstance(v, ImageRef) else v for k, v in with_image_refs(arguments).items()
+    }
 
 
-def _plain(value: Any) -> Any:
+def with_image_refs(arguments: dict[str, Any]) -> dict[str, Any]:
+    """Arguments with their images as `ImageRef`s: a call read back from a checkpoint holds
+    them as plain dicts (the serializer does not restore nested models)."""
+    return {k: _image_ref(v) or v for k, v in arguments.items()}
+
+
+def _image_ref(value: Any) -> ImageRef | None:
     if isinstance(value, ImageRef):
-        return value.sha256
+        return value
     if isinstance(value, dict) and "sha256" in value and set(value) <= set(ImageRef.model_fields):
-        return value["sha256"]
-    return value
+        return ImageRef.model_validate(value)
+    return None

@@ -31,6 +31,18 @@ def overconfident(n: int, seed: int = 0) -> tuple[list[float], list[float]]:
     return confidences, [float(rng.random() < t) for t in truth]
 
 
+def yes_no(n: int, truth: str, experts: dict[str, ExpertAnswer]) -> SampleRecord:
+    return SampleRecord(
+        key=f"k:{n}",
+        id=f"s{n}",
+        task="vqa",
+        kind="yes_no",
+        expected=[truth],
+        experts=experts,
+        answer_metric="answer_match",
+    )
+
+
 def test_platt_recovers_the_slope_and_intercept() -> None:
     confidences, outcomes = overconfident(4000)
     fitted = fit_platt(confidences, outcomes)
@@ -81,19 +93,9 @@ def test_calibrate_fits_maps_and_reports_the_error_before_and_after() -> None:
     for n in range(400):
         confidence = rng.uniform(0.5, 1.0)  # says 0.5-1.0, right a third as often
         right = rng.random() < confidence / 3
-        answers = {"boastful": ExpertAnswer(answer="yes" if right else "no", confidence=confidence)}
-        answers["boastful"].score = float(right)
-        records.append(
-            SampleRecord(
-                key=f"k:{n}",
-                id=f"s{n}",
-                task="vqa",
-                kind="yes_no",
-                expected=["yes"],
-                experts=answers,
-                answer_metric="answer_match",
-            )
-        )
+        said = "yes" if right else "no"
+        expert = ExpertAnswer(answer=said, confidence=confidence, score=float(right))
+        records.append(yes_no(n, "yes", {"boastful": expert}))
     result = calibrate(records)
     assert result.weights.calibration["boastful"].method != "identity"
     assert result.weights.fused_calibration is not None
@@ -136,17 +138,7 @@ def test_calibrated_fusion_is_never_below_the_blind_prior_where_it_was_fitted() 
         truth = "yes" if rng.random() < 0.8 else "no"  # most answers are "yes"
         said = rng.choice(["yes", "no"])  # an expert that guesses, confidently
         expert = ExpertAnswer(answer=said, confidence=0.9, score=float(said == truth))
-        records.append(
-            SampleRecord(
-                key=f"k:{n}",
-                id=f"s{n}",
-                task="vqa",
-                kind="yes_no",
-                expected=[truth],
-                experts={"guesser": expert},
-                answer_metric="answer_match",
-            )
-        )
+        records.append(yes_no(n, truth, {"guesser": expert}))
     result = calibrate(records)
     assert result.fitted.experts["prior"] == pytest.approx(0.8, abs=0.06)
     assert result.fitted.fused_fitted >= result.fitted.experts["prior"]

@@ -234,7 +234,7 @@ def calibrate_command(
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Fit fusion weights per expert (and per question kind) from a run's results."""
+    """Fit calibration maps, a language prior and fusion weights from a run's results."""
     from sensorium.evals import calibrate, calibration_html, load_run_records
 
     records = load_run_records(run_dir)
