@@ -17,7 +17,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 # strict editable mode: mypy can follow it (the default import hook it cannot)
 EDITABLE := --config-settings editable_mode=strict
 
-.PHONY: demo test lint typecheck unit lock clean
+.PHONY: demo test lint typecheck unit fusion-fit lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,8 @@ $(VENV)/.llama-installed: $(LOCK) | $(BIN)/python
 # Stamps re-run the install when pyproject.toml or the lock changes, or a package folder
 # gains or loses a file (a folder's mtime): a strict editable install lists every file, so a
 # new module is invisible until it is installed again.
-PACKAGE_DIRS := sensorium sensorium/cli agent tools graphs evals tools/data evals/suites evals/data
+PACKAGE_DIRS := sensorium sensorium/cli agent tools graphs evals tools/data graphs/data \
+	evals/suites evals/data
 $(VENV)/.demo-installed: pyproject.toml $(LOCK) $(PACKAGE_DIRS) $(VENV)/.llama-installed
 	$(INSTALL) -e ".[llm]" $(EDITABLE)
 	touch $@
@@ -56,6 +57,17 @@ unit: $(VENV)/.dev-installed
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
+
+# Refit the lite profile's built-in fusion fit (maps, prior, weights) on the built-in training
+# data: easy-VQA's train split and the training share of photos-vqa (its held-out share, and
+# easy-VQA's test split, stay unseen). About 3 minutes; review the diff of the JSON.
+FIT_RUNS := build/fusion-fit
+fusion-fit: $(VENV)/.dev-installed
+	rm -rf $(FIT_RUNS)
+	$(BIN)/sensorium eval run easy-vqa-train photos-vqa --limit 6000 --no-llm --out $(FIT_RUNS)
+	$(BIN)/sensorium eval calibrate $(FIT_RUNS)/easy-vqa-train-* $(FIT_RUNS)/photos-vqa-* \
+		--fit-on train --out $(FIT_RUNS)/fusion-lite.json
+	cp $(FIT_RUNS)/fusion-lite.json graphs/data/fusion-lite.json
 
 # Resolve the newest versions pyproject.toml allows (torch stays at the locked release) in a
 # scratch environment, and write them to the lock. Review the diff, then run `make test`.

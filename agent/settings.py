@@ -218,3 +218,9 @@ class Settings(BaseModel):
         if self.cache_dir is None:
             self.cache_dir = self.data_dir / "cache"
         return self
+
+    @model_validator(mode="after")
+    def _builtin_fusion_fit(self) -> Settings:
+        # The profile decides which experts vote, so it decides which shipped fit applies.
+        self.fusion = self.fusion.for_profile(self.profile)
+        return self

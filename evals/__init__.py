@@ -2,7 +2,14 @@
 run comparison, and fusion weights learned from results. `docs/evals.md` documents it.
 """
 
-from sensorium.evals.calibrate import Calibration, calibrate, load_run_records
+from sensorium.evals.calibrate import (
+    Calibration,
+    SplitScores,
+    calibrate,
+    check_weights,
+    held_out_split,
+    load_run_records,
+)
 from sensorium.evals.compare import Comparison, Difference, compare_runs
 from sensorium.evals.report import calibration_html
 from sensorium.evals.results import RunResults, SampleRecord, read_results
@@ -23,12 +30,15 @@ __all__ = [
     "RunOutcome",
     "RunResults",
     "SampleRecord",
+    "SplitScores",
     "Suite",
     "SuiteError",
     "builtin_suites",
     "calibrate",
     "calibration_html",
+    "check_weights",
     "compare_runs",
+    "held_out_split",
     "load_run_records",
     "load_suite",
     "read_results",

@@ -24,7 +24,11 @@ A language prior joins as one more expert: per question kind, the share of each 
 the samples (their most common acceptable answer). It votes the most common one ("yes",
 "2", "white"), so when the experts see little, fusion can fall back on what such questions
 usually get, and the fit weighs it like any expert; with the best-expert candidate, fused
-accuracy is never below the prior's where it was fitted.
+accuracy is never below the prior's where it was fitted. A kind needs `min_kind_samples`
+samples to get a prior: three questions about animals are no prior.
+
+`check_weights` scores a fit on runs it was not fitted on; the lite profile's built-in fit
+(`make fusion-fit`) is checked that way on easy-VQA's test split.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -51,6 +56,11 @@ from sensorium.graphs.fusion import PRIOR_EXPERT
 from sensorium.tools import Evidence, UserError
 
 POWERS = (1, 2, 4, 8)
+
+FitOn = Literal["all", "train"]
+
+ABSTAIN_MARGIN = 0.01
+"""How much accuracy never abstaining must add before a fit gives up abstaining."""
 
 
 class Candidate(BaseModel):
@@ -113,26 +123,39 @@ def load_run_records(run_dir: Path) -> list[SampleRecord]:
 
 
 def calibrate(
-    records: Sequence[SampleRecord], *, holdout: float = 0.3, min_kind_samples: int = 20
+    records: Sequence[SampleRecord],
+    *,
+    holdout: float = 0.3,
+    min_kind_samples: int = 20,
+    fit_on: FitOn = "all",
 ) -> Calibration:
-    """Fit weights on all records; measure generalisation by refitting without a held-out split."""
+    """Fit maps, a prior and weights; measure generalisation by refitting without a held-out
+    split. `fit_on="train"` writes that refit (the held-out samples never seen), so the
+    held-out scores are the written weights' own; "all" writes the fit on every sample."""
     usable = [r for r in records if r.expected and r.experts and not r.error]
     if len(usable) < 10:
         raise UserError(
             f"calibration needs at least 10 scored samples with expert answers; the run has "
             f"{len(usable)} (run a vqa or agent suite with answers, without --limit that small)"
         )
-    prior = fit_prior(usable)
-    everything = with_prior(usable, prior)
+    held_out = None
+    test = held_out_split(usable, holdout)
+    train = [r for r in usable if not _in_holdout(r.id, holdout)]
+    if fit_on == "train" and (len(test) < 5 or len(train) < 10):
+        raise UserError(
+            f"--fit-on train needs at least 10 training and 5 held-out samples; the split has "
+            f"{len(train)} and {len(test)} (give more samples or a larger --holdout)"
+        )
+    fitted_records = train if fit_on == "train" else usable
+    prior = fit_prior(fitted_records, min_kind_samples)
+    everything = with_prior(fitted_records, prior)
     chosen = _fit(everything, min_kind_samples)
     fitted = _split_scores(everything, chosen, _best_expert(everything))
-    held_out = None
-    test = [r for r in usable if _in_holdout(r.id, holdout)]
-    train = [r for r in usable if not _in_holdout(r.id, holdout)]
     if len(test) >= 5 and len(train) >= 10:
-        train_prior = fit_prior(train)  # the held-out samples' answers stay unseen
+        train_prior = fit_prior(train, min_kind_samples)  # the held-out answers stay unseen
         train, test = with_prior(train, train_prior), with_prior(test, train_prior)
-        held_out = _split_scores(test, _fit(train, min_kind_samples), _best_expert(train))
+        train_fit = chosen if fit_on == "train" else _fit(train, min_kind_samples)
+        held_out = _split_scores(test, train_fit, _best_expert(train))
     weights = FittedWeights(
         weights=chosen.weights,
         kind_weights=chosen.kind_weights,
@@ -141,14 +164,33 @@ def calibrate(
         kind_calibration=chosen.kind_calibration,
         fused_calibration=chosen.fused_calibration,
         prior=prior,
-        fitted_on={"samples": len(everything), "candidate": chosen.name},
+        fitted_on={
+            "samples": len(everything),
+            "candidate": chosen.name,
+            "split": "train" if fit_on == "train" else "all",
+            "holdout": holdout,
+        },
     )
     return Calibration(weights=weights, chosen=chosen.name, fitted=fitted, held_out=held_out)
 
 
-def fit_prior(records: Sequence[SampleRecord]) -> dict[str, dict[str, float]]:
+def check_weights(records: Sequence[SampleRecord], weights: FittedWeights) -> SplitScores:
+    """Score fitted weights on records they may not have seen: each expert, the prior and
+    fusion as run and with the weights, with the calibration error before and after."""
+    usable = [r for r in records if r.expected and r.experts and not r.error]
+    if not usable:
+        raise UserError("the run has no scored samples with expert answers to check weights on")
+    scored = with_prior(usable, weights.prior)
+    candidate = Candidate(
+        name="the weights file", **weights.model_dump(exclude={"prior", "fitted_on"})
+    )
+    return _split_scores(scored, candidate, _best_expert(scored))
+
+
+def fit_prior(records: Sequence[SampleRecord], min_samples: int = 1) -> dict[str, dict[str, float]]:
     """Per question kind, each answer's share of the samples (by their most common acceptable
-    answer, normalised); kinds with no answers are left out."""
+    answer, normalised); kinds with fewer than `min_samples` answered samples are left out (a
+    share of three questions is no prior)."""
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for record in records:
         answers = [normalise_answer(a) for a in record.expected if a.strip()]
@@ -157,6 +199,7 @@ def fit_prior(records: Sequence[SampleRecord]) -> dict[str, dict[str, float]]:
     return {
         kind: {answer: n / sum(by.values()) for answer, n in sorted(by.items())}
         for kind, by in sorted(counts.items())
+        if sum(by.values()) >= min_samples
     }
 
 
@@ -203,26 +246,38 @@ def _score(record: SampleRecord, answer: str | None) -> float:
 
 def _fit(records: list[SampleRecord], min_kind_samples: int) -> Candidate:
     calibration, kind_calibration = _expert_maps(records, min_kind_samples)
-    calibrated = [
-        c.model_copy(update={"calibration": calibration, "kind_calibration": kind_calibration})
-        for c in _candidates(records, min_kind_samples)
-    ]
-    # Calibrated confidences are lower than raw ones, so the default threshold abstains more
-    # often; an abstention scores 0, so each weighting is also tried never abstaining (the
-    # reply still gives the calibrated confidence). Ties keep the default threshold.
-    candidates = calibrated + [
-        c.model_copy(update={"name": f"{c.name}, never abstaining", "abstain_below": 0.0})
-        for c in calibrated
-        if c.abstain_below is None
-    ]
-    scores = [_accuracy(records, c) for c in candidates]
-    best = candidates[max(range(len(candidates)), key=lambda i: (scores[i], -i))]  # ties: earlier
-    # The pooled support of the decided answer, against how often that answer was right.
-    settings = best.settings()
+    scored: list[tuple[float, Candidate]] = []
+    for candidate in _candidates(records, min_kind_samples):
+        candidate = _with_fused_map(
+            records,
+            candidate.model_copy(
+                update={"calibration": calibration, "kind_calibration": kind_calibration}
+            ),
+        )
+        score = _accuracy(records, candidate)
+        if candidate.abstain_below is None:
+            # An abstention scores 0, so never abstaining scores higher wherever a guess is
+            # sometimes right; but "I am not sure" about a guess right less often than the
+            # threshold says is worth more to a user than a sliver of accuracy. Never
+            # abstaining must earn its place by a clear gain.
+            never = candidate.model_copy(
+                update={"name": f"{candidate.name}, never abstaining", "abstain_below": 0.0}
+            )
+            never_score = _accuracy(records, never)
+            if never_score > score + ABSTAIN_MARGIN:
+                candidate, score = never, never_score
+        scored.append((score, candidate))
+    return max(enumerate(scored), key=lambda item: (item[1][0], -item[0]))[1][1]  # ties: earlier
+
+
+def _with_fused_map(records: list[SampleRecord], candidate: Candidate) -> Candidate:
+    """The candidate with a map from the pooled support of the leading answer to how often
+    that answer was right (the threshold then applies to calibrated confidences)."""
+    settings = candidate.settings()
     decided = [(r, _decide(r, settings)) for r in records]
     pairs = [(d.confidence, _score(r, d.best_guess)) for r, d in decided if d.best_guess]
     fused = fit_map([c for c, _ in pairs], [t for _, t in pairs])
-    return best.model_copy(update={"fused_calibration": fused})
+    return candidate.model_copy(update={"fused_calibration": fused})
 
 
 def _expert_maps(
@@ -369,6 +424,11 @@ def _outcomes(records: list[SampleRecord], chosen: Candidate | None) -> Outcomes
             if not decision.abstained and decision.answer:
                 pairs["fused"].append((decision.confidence, _score(record, decision.answer)))
     return dict(sorted(pairs.items()))
+
+
+def held_out_split(records: Sequence[SampleRecord], share: float) -> list[SampleRecord]:
+    """The records `calibrate` holds out with this share (the same on every machine)."""
+    return [r for r in records if _in_holdout(r.id, share)]
 
 
 def _in_holdout(sample_id: str, share: float) -> bool:

@@ -72,19 +72,39 @@ class FusionSettings(BaseModel):
         f"common one votes as the expert {PRIOR_EXPERT!r} (from a weights file)",
     )
 
+    builtin_fit: bool = Field(
+        True,
+        description="without a weights_file: use the maps, prior and weights that ship for the "
+        "profile (fitted on the built-in training data; none ship for 'standard'); false: the "
+        "experts' own confidences, equal weights, no prior",
+    )
+
     @model_validator(mode="after")
     def _load_weights_file(self) -> FusionSettings:
         if self.weights_file is not None:
-            fitted = read_weights_file(self.weights_file)
-            self.weights = fitted.weights | self.weights
-            self.kind_weights = fitted.kind_weights | self.kind_weights
-            if fitted.abstain_below is not None and "abstain_below" not in self.model_fields_set:
-                self.abstain_below = fitted.abstain_below
-            self.calibration = fitted.calibration | self.calibration
-            self.kind_calibration = fitted.kind_calibration | self.kind_calibration
-            self.fused_calibration = self.fused_calibration or fitted.fused_calibration
-            self.prior = fitted.prior | self.prior
+            self._merge(read_weights_file(self.weights_file))
         return self
+
+    def for_profile(self, profile: str) -> FusionSettings:
+        """These settings with the profile's built-in fit beneath them, where one ships and
+        neither a weights file nor `builtin_fit = false` says otherwise."""
+        fitted = builtin_fit(profile) if self.builtin_fit and self.weights_file is None else None
+        if fitted is None:
+            return self
+        merged = self.model_copy(deep=True)
+        merged._merge(fitted)
+        return merged
+
+    def _merge(self, fitted: FittedWeights) -> None:
+        """Take a fit's values where configuration set none (configured keys win)."""
+        self.weights = fitted.weights | self.weights
+        self.kind_weights = fitted.kind_weights | self.kind_weights
+        if fitted.abstain_below is not None and "abstain_below" not in self.model_fields_set:
+            self.abstain_below = fitted.abstain_below
+        self.calibration = fitted.calibration | self.calibration
+        self.kind_calibration = fitted.kind_calibration | self.kind_calibration
+        self.fused_calibration = self.fused_calibration or fitted.fused_calibration
+        self.prior = fitted.prior | self.prior
 
     def prior_vote(self, kind: str | None) -> Evidence | None:
         """The language prior's answer to a kind of question, as evidence (None: no prior)."""
@@ -122,6 +142,15 @@ class FittedWeights(BaseModel):
     fitted_on: dict[str, object] = Field(
         default_factory=dict, description="the run, its samples and the scores behind the fit"
     )
+
+
+@cache
+def builtin_fit(profile: str) -> FittedWeights | None:
+    """The fit that ships for a profile (`graphs/data/fusion-PROFILE.json`), if one does."""
+    resource = files("sensorium.graphs") / "data" / f"fusion-{profile}.json"
+    if not resource.is_file():
+        return None
+    return FittedWeights.model_validate_json(resource.read_text(encoding="utf-8"))
 
 
 def read_weights_file(path: Path) -> FittedWeights:

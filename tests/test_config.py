@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sensorium import Settings, UserError, load_settings
+from sensorium.graphs.fusion import builtin_fit
 
 
 @pytest.fixture
@@ -74,8 +75,8 @@ def test_defaults(clean_env: dict[str, str], tmp_path: Path) -> None:
     assert settings.tools is None
     assert settings.llm.backend == "smollm2"
     assert settings.planner.max_tools == 3
+    assert settings.fusion.weights == builtin_fit("lite").weights  # type: ignore[union-attr]
     assert settings.fusion.abstain_below == 0.25
-    assert settings.fusion.weights == {}
     assert settings.data_dir == tmp_path / "data"  # SENSORIUM_DATA_DIR, set by conftest
 
 
@@ -84,7 +85,7 @@ def test_toml_file_sets_nested_values(config_file: Path, clean_env: dict[str, st
     assert settings.device == "cuda"
     assert settings.tools == ["colours", "classify"]
     assert settings.fusion.abstain_below == 0.4
-    assert settings.fusion.weights == {"classify": 2.0, "caption": 0.5}
+    assert settings.fusion.weights.items() >= {"classify": 2.0, "caption": 0.5}.items()
     assert settings.fusion.weight("caption") == 0.5
     assert settings.fusion.weight("colours") == 1.0
     assert settings.llm.backend == "none"
@@ -119,13 +120,13 @@ def test_environment_overrides_the_file(config_file: Path, clean_env: dict[str, 
     assert settings.llm.temperature == 0.7
     assert settings.planner.policy == "router"
     # Keys the environment does not name keep the file's values.
-    assert settings.fusion.weights == {"classify": 2.0, "caption": 0.5}
+    assert settings.fusion.weights.items() >= {"classify": 2.0, "caption": 0.5}.items()
     assert settings.llm.backend == "none"
 
 
 def test_environment_can_set_one_expert_weight(clean_env: dict[str, str]) -> None:
     env = clean_env | {"SENSORIUM_FUSION__WEIGHTS__CLASSIFY": "2.5"}
-    assert load_settings(env=env).fusion.weights == {"classify": 2.5}
+    assert load_settings(env=env).fusion.weight("classify") == 2.5
 
 
 def test_environment_sets_the_data_dir(clean_env: dict[str, str], tmp_path: Path) -> None:
@@ -146,7 +147,9 @@ def test_overrides_win_over_environment_and_file(
     )
     assert settings.device == "mps"
     assert settings.fusion.abstain_below == 0.1
-    assert settings.fusion.weights == {"classify": 2.0, "caption": 0.5}  # merged, not replaced
+    assert (
+        settings.fusion.weights.items() >= {"classify": 2.0, "caption": 0.5}.items()
+    )  # merged, not replaced
 
 
 def test_sensorium_config_names_the_file(config_file: Path, clean_env: dict[str, str]) -> None:

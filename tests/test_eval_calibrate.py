@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from sensorium import FusionSettings, Settings, UserError
-from sensorium.evals import calibrate
+from sensorium.evals import calibrate, check_weights, held_out_split
 from sensorium.evals.calibrate import replay
 from sensorium.evals.results import ExpertAnswer, SampleRecord
+from sensorium.graphs.fusion import PRIOR_EXPERT
+from sensorium.tools.profiles import ROLES
 
 
 def record(n: int, kind: str, truth: str, votes: dict[str, tuple[str, float]]) -> SampleRecord:
@@ -135,3 +137,60 @@ def test_a_missing_or_broken_weights_file_says_what_to_do(tmp_path: Path) -> Non
     broken.write_text("{not json")
     with pytest.raises(UserError, match=r"broken\.json is unreadable"):
         FusionSettings(weights_file=broken)
+
+
+def test_a_kind_with_few_samples_gets_no_prior() -> None:
+    records = [*specialists(40), record(99, "count", "2", {"colours": ("red", 0.5)})]
+    prior = calibrate(records, min_kind_samples=10).weights.prior
+    assert set(prior) == {"animal", "colour"}  # one counting question is no prior
+    assert prior["animal"] == {"dog": 1.0}
+
+
+def test_fitting_on_the_train_split_writes_what_the_held_out_split_scores() -> None:
+    records = specialists(200)
+    result = calibrate(records, holdout=0.3, min_kind_samples=10, fit_on="train")
+    held_out = held_out_split(records, 0.3)
+    assert result.held_out is not None and result.weights.fitted_on["split"] == "train"
+    assert result.weights.fitted_on["samples"] == len(records) - len(held_out)
+    # The file written scores on the held-out samples exactly what the report said.
+    checked = check_weights(held_out, result.weights)
+    assert checked.fused_fitted == result.held_out.fused_fitted
+    assert checked.ece_fitted == result.held_out.ece_fitted
+    everything = calibrate(records, holdout=0.3, min_kind_samples=10)
+    assert everything.weights.fitted_on["samples"] == len(records)
+
+
+def test_checking_weights_scores_them_beside_the_experts_and_the_prior() -> None:
+    weights = calibrate(specialists(), min_kind_samples=10).weights
+    # New data where the noise expert happens to be right.
+    fresh = [
+        record(n, "colour", "red", {"colours": ("red", 0.6), "noise": ("red", 0.95)})
+        for n in range(100, 120)
+    ]
+    checked = check_weights(fresh, weights)
+    assert checked.samples == 20 and checked.fused_fitted == 1.0
+    assert checked.experts["prior"] == 1.0 and checked.experts["noise"] == 1.0
+    # Its map learned that it is always wrong; here it is right: the check shows the fit
+    # does not transfer to this data.
+    assert checked.ece_fitted["noise"] > 0.9 > 0.1 > checked.ece_as_run["noise"]
+    with pytest.raises(UserError, match="no scored samples"):
+        check_weights([], weights)
+
+
+def test_the_lite_profile_ships_a_fit_for_its_own_experts(tmp_path: Path) -> None:
+    lite = Settings().fusion
+    experts = {name for names in ROLES["lite"].values() for name in names} | {PRIOR_EXPERT}
+    assert lite.calibration and lite.prior and lite.fused_calibration
+    assert {"answer_question", "colours"} <= set(lite.calibration) <= experts
+    assert set(lite.weights) <= experts  # a renamed expert must not lose its map silently
+    assert lite.calibrated("answer_question", 0.99) < 0.99  # it claims more than it is right
+    assert Settings(profile="standard").fusion.calibration == {}  # none ships for standard
+    assert Settings(fusion={"builtin_fit": False}).fusion.calibration == {}  # type: ignore[arg-type]
+    own = tmp_path / "weights.json"
+    own.write_text('{"weights": {"classify": 2.0}}')
+    replaced = Settings(fusion={"weights_file": str(own)}).fusion  # type: ignore[arg-type]
+    assert replaced.calibration == {} and replaced.weights == {"classify": 2.0}
+    configured = Settings(fusion={"abstain_below": 0.3, "weights": {"colours": 0.5}})  # type: ignore[arg-type]
+    assert configured.fusion.abstain_below == 0.3 and configured.fusion.weight("colours") == 0.5
+    assert configured.fusion.calibration == lite.calibration
+    assert Settings.model_validate(configured.model_dump()).fusion == configured.fusion

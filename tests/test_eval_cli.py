@@ -123,6 +123,36 @@ def test_calibrate_writes_weights_that_a_run_can_use(cli, tmp_path: Path) -> Non
     assert fitted["metrics"]["fused"]["accuracy"] >= fitted["metrics"][best]["accuracy"]
 
 
+def test_calibrate_fits_two_runs_on_their_train_split_and_checks_the_file(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    run_dirs = []
+    for name, rows in (("first", many_rows(12)), ("second", many_rows(14))):
+        suite = write_suite(tmp_path / name, rows, name=name)
+        out = cli("eval", "run", str(suite), "--no-llm", "--json", "--out", str(runs)).out
+        run_dirs.append(json.loads(out)["runs"][0]["run_dir"])
+    weights = tmp_path / "fit.json"
+    fitted = cli(
+        "eval", "calibrate", *run_dirs, "--fit-on", "train", "--holdout", "0.4", "--out",
+        str(weights), "--json",
+    )  # fmt: skip
+    assert fitted.code == 0, fitted.err
+    data = json.loads(fitted.out)
+    assert data["weights"]["fitted_on"]["runs"] == run_dirs
+    assert data["weights"]["fitted_on"]["split"] == "train"
+    checked = cli("eval", "calibrate", *run_dirs, "--holdout", "0.4", "--check", str(weights))
+    assert checked.code == 0, checked.err
+    assert "held-out split" in checked.out and "calibration error" in checked.out
+    as_json = cli(
+        "eval", "calibrate", *run_dirs, "--holdout", "0.4", "--check", str(weights), "--json"
+    )  # fmt: skip
+    held_out = json.loads(as_json.out)["held-out split"]
+    # The file scores on the held-out samples what the fit reported for them.
+    assert held_out["fused_fitted"] == data["held_out"]["fused_fitted"]
+    assert held_out["samples"] == data["held_out"]["samples"]
+
+
 def test_schema_and_list(cli) -> None:  # type: ignore[no-untyped-def]
     schema = json.loads(cli("eval", "schema").out)
     assert "vqa_row" in schema["$defs"]
@@ -139,6 +169,7 @@ def test_schema_and_list(cli) -> None:  # type: ignore[no-untyped-def]
         (["eval", "run", "GOOD", "--weights", "missing.json"], "missing.json not found"),
         (["eval", "compare", "nowhere", "nowhere"], "no results at nowhere"),
         (["eval", "calibrate", "."], "is not a run folder"),
+        (["eval", "calibrate", ".", "--fit-on", "most"], "--fit-on must be 'all' or 'train'"),
     ],
 )
 def test_errors_are_one_line_with_exit_1(

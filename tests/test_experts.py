@@ -165,6 +165,20 @@ def test_colour_yes_no(ctx: ToolContext) -> None:
     assert colours.run(ctx, {"image": red, "question": "Is it blue?"}).answer == "no"
 
 
+def test_black_and_white_asks_whether_a_picture_has_colour(ctx: ToolContext) -> None:
+    gray = np.tile(np.linspace(0, 255, 64, dtype=np.uint8)[:, None, None], (1, 64, 3))
+    coloured = gray.copy()
+    coloured[:, :16] = (200, 30, 30)  # a quarter of the picture is red
+    for pixels, expected in ((gray, "yes"), (coloured, "no")):
+        ref = ctx.images.add_image(Image.fromarray(pixels))
+        for question in ("Is this photo black and white?", "Is the image grayscale?"):
+            evidence = colours.run(ctx, {"image": ref, "question": question})
+            assert (evidence.answer, evidence.confidence) == (expected, 1.0), question
+    ref = ctx.images.add_image(Image.fromarray(coloured))
+    negated = colours.run(ctx, {"image": ref, "question": "Is this not black and white?"})
+    assert negated.answer == "yes"
+
+
 def test_label_embeddings_are_cached_on_disk(ctx: ToolContext, cat: ImageRef) -> None:
     answer_question.run(ctx, {"image": cat, "question": "What is this?"})
     assert ctx.cache_dir is not None
@@ -189,13 +203,24 @@ def test_a_colour_question_about_a_thing_ignores_a_plain_background(ctx: ToolCon
     assert colours.run(ctx, {"image": ref, "question": "Is it red?"}).answer == "no"
 
 
-def test_without_a_plain_background_every_pixel_counts(ctx: ToolContext) -> None:
+def test_without_a_plain_background_only_the_whole_picture_has_a_colour(
+    ctx: ToolContext,
+) -> None:
     image = Image.new("RGB", (64, 64), (20, 20, 220))
     image.paste(Image.new("RGB", (32, 64), (220, 20, 20)), (0, 0))  # half red, half blue border
     ref = ctx.images.add_image(image)
-    evidence = colours.run(ctx, {"image": ref, "question": "What colour is the flag?"})
-    assert "object_colours" not in evidence.payload
-    assert evidence.confidence == pytest.approx(0.5)
+    whole = colours.run(ctx, {"image": ref, "question": "What colour is this picture?"})
+    assert "object_colours" not in whole.payload
+    assert whole.confidence == pytest.approx(0.5)
+    for question in ("What colour is the flag?", "Is the flag red?"):
+        thing = colours.run(ctx, {"image": ref, "question": question})
+        assert thing.answer is None and "cannot tell the thing" in str(thing.payload["skipped"])
+        assert thing.payload["colours"] == whole.payload["colours"]  # still shown as evidence
+
+
+def test_a_thing_that_fills_a_plain_picture_has_its_colour(ctx: ToolContext) -> None:
+    red = solid(ctx, (220, 20, 30))
+    assert colours.run(ctx, {"image": red, "question": "What colour is the wall?"}).answer == "red"
 
 
 @pytest.mark.parametrize(

@@ -66,7 +66,7 @@ def object_fractions(rgb: np.ndarray) -> dict[str, float] | None:
 def names_an_object(question: str) -> bool:
     """True when a colour question is about a thing ("the triangle", "a red car"), not about
     the whole picture ("What colour is this?", "Which colours dominate this photo?")."""
-    words = re.findall(r"[a-z]+", question.lower())
+    words = re.findall(r"[a-z]+", _MONOCHROME.sub(" ", question.lower()))
     return any(w not in _NOT_OBJECTS and w not in COLOUR_NAMES and w != "grey" for w in words)
 
 
@@ -77,8 +77,21 @@ _NOT_OBJECTS = frozenset({
     "photo", "picture", "pic", "does", "do", "did", "have", "has", "main", "dominant",
     "dominate", "dominates", "mostly", "mainly", "most", "primary", "background", "scene",
     "please", "tell", "me", "you", "can", "could", "show", "s", "any", "some", "and", "or",
-    "how", "would", "describe",
+    "how", "would", "describe", "not", "no",
 })  # fmt: skip
+
+
+# "Is this photo black and white?" asks whether the picture has colour at all, not whether
+# black is its dominant colour.
+_MONOCHROME = re.compile(r"black(?: and |\s*&\s*|-and-)white|gr[ae]yscale|monochrome|b\s*&\s*w")
+_MONOCHROME_SHARE = 0.95  # of black, white and gray pixels: JPEG noise tints a few
+
+
+def _monochrome(fractions: dict[str, float]) -> tuple[str, float]:
+    """yes/no for "is it black and white?", surer the further from the threshold it is."""
+    share = sum(fractions.get(name, 0.0) for name in ("black", "white", "gray"))
+    margin = abs(share - _MONOCHROME_SHARE) / (1 - _MONOCHROME_SHARE)
+    return ("yes" if share >= _MONOCHROME_SHARE else "no"), 0.5 + 0.5 * min(1.0, margin)
 
 
 def _hue_degrees(pixels: np.ndarray, high: np.ndarray, chroma: np.ndarray) -> np.ndarray:
@@ -112,18 +125,27 @@ def colours(ctx: ToolContext, image: ImageRef, question: str = "", top_k: int = 
     payload: dict[str, object] = {"colours": {k: round(v, 4) for k, v in top.items()}}
     # "What colour is the triangle?" asks about a thing: on a plain background, answer
     # from the pixels that are not background (the background would win on area alone).
-    if question and names_an_object(question) and (objects := object_fractions(pixels)):
-        fractions = objects
-        payload["object_colours"] = {k: round(v, 4) for k, v in list(objects.items())[:top_k]}
+    if question and names_an_object(question):
+        if background_colour(pixels) is None:
+            # No plain background sets the thing apart: the picture's dominant colour would be
+            # the cat's only by luck, and a confident guess outvotes better experts.
+            reason = "cannot tell the thing asked about from the rest of the picture"
+            return Evidence(payload=payload | {"skipped": reason})
+        if objects := object_fractions(pixels):
+            fractions = objects
+            payload["object_colours"] = {k: round(v, 4) for k, v in list(objects.items())[:top_k]}
     words = re.findall(r"[a-z]+", question.lower().replace("grey", "gray"))
     asked = [c for c in COLOUR_NAMES if c in words]
     kind = question_kind(question) if question else "colour"
-    if kind == "yes_no" and asked:
-        share = fractions.get(asked[0], 0.0)
-        # "Is it red?" is yes when red is the dominant colour, confidence from its share.
-        dominant = next(iter(fractions))
-        answer = "yes" if dominant == asked[0] or share >= 0.4 else "no"
-        confidence = max(share, 1 - share) if answer == "no" else max(share, 0.5)
+    if kind == "yes_no" and (asked or _MONOCHROME.search(question.lower())):
+        if _MONOCHROME.search(question.lower()):
+            answer, confidence = _monochrome(fractions)
+        else:
+            share = fractions.get(asked[0], 0.0)
+            # "Is it red?" is yes when red is the dominant colour, confidence from its share.
+            dominant = next(iter(fractions))
+            answer = "yes" if dominant == asked[0] or share >= 0.4 else "no"
+            confidence = max(share, 1 - share) if answer == "no" else max(share, 0.5)
         if is_negated(question):
             answer = "no" if answer == "yes" else "yes"
         return Evidence(answer=answer, confidence=min(1.0, confidence), payload=payload)

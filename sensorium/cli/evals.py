@@ -16,8 +16,9 @@ from sensorium.tools import UserError
 # The commands import the evals and the settings when they run: `sensorium.evals` loads the
 # agent (langgraph, torch), which `sensorium --help` should not pay for.
 if TYPE_CHECKING:
-    from sensorium.evals import Calibration, Comparison, RunOutcome
-    from sensorium.evals.results import RunResults
+    from sensorium.evals import Calibration, Comparison, RunOutcome, SplitScores
+    from sensorium.evals.results import RunResults, SampleRecord
+    from sensorium.graphs.calibration import CalibrationMap
 
 eval_app = typer.Typer(help="Evaluate experts, fusion and planner on suites.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
@@ -218,11 +219,13 @@ def comparison_summary(comparison: Comparison) -> dict[str, Any]:
 
 @eval_app.command("calibrate")
 def calibrate_command(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder of a vqa or agent suite.")],
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="Run folders of vqa or agent suites (fitted together).")
+    ],
     output: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", dir_okay=False, help="Weights file (default RUN/weights.json)."
+            "--out", "-o", dir_okay=False, help="Weights file (default FIRST_RUN/weights.json)."
         ),
     ] = None,
     holdout: Annotated[
@@ -231,19 +234,44 @@ def calibrate_command(
     min_kind_samples: Annotated[
         int, typer.Option("--min-kind-samples", min=1, help="Samples a question kind needs.")
     ] = 20,
+    fit_on: Annotated[
+        str,
+        typer.Option(
+            "--fit-on",
+            help="'all' samples, or 'train': leave the held-out split out of the written fit.",
+        ),
+    ] = "all",
+    check: Annotated[
+        Path | None,
+        typer.Option(
+            "--check",
+            dir_okay=False,
+            help="Fit nothing: score this weights file on the runs (data it was not fitted on).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Fit calibration maps, a language prior and fusion weights from a run's results."""
+    """Fit calibration maps, a language prior and fusion weights from runs' results."""
     from sensorium.evals import calibrate, calibration_html, load_run_records
 
-    records = load_run_records(run_dir)
-    result = calibrate(records, holdout=holdout, min_kind_samples=min_kind_samples)
-    result.weights.fitted_on["run"] = str(run_dir)
-    target = output or run_dir / "weights.json"
+    if fit_on not in ("all", "train"):
+        raise UserError(f"--fit-on must be 'all' or 'train', not {fit_on!r}")
+    records = [record for run_dir in run_dirs for record in load_run_records(run_dir)]
+    if check is not None:
+        check_command(records, check, holdout, as_json)
+        return
+    result = calibrate(
+        records,
+        holdout=holdout,
+        min_kind_samples=min_kind_samples,
+        fit_on="train" if fit_on == "train" else "all",
+    )
+    result.weights.fitted_on["runs"] = [str(run_dir) for run_dir in run_dirs]
+    target = output or run_dirs[0] / "weights.json"
     target.write_text(result.weights.model_dump_json(indent=2), encoding="utf-8")
     page = target.with_name(f"{target.stem}.calibration.html")
-    page.write_text(calibration_html(result, run_dir.name), encoding="utf-8")
+    page.write_text(calibration_html(result, run_dirs[0].name), encoding="utf-8")
     if as_json:
         files = {"weights_file": str(target), "calibration_report": str(page)}
         typer.echo(json.dumps(result.model_dump() | files))
@@ -258,34 +286,64 @@ def calibrate_command(
     )
 
 
+def check_command(
+    records: list[SampleRecord], weights_file: Path, holdout: float, as_json: bool
+) -> None:
+    """Score a weights file on every sample of the runs, and on their held-out split (the
+    part a file written with `--fit-on train` on the same runs never saw)."""
+    from sensorium.evals import check_weights, held_out_split
+    from sensorium.graphs import read_weights_file
+
+    weights = read_weights_file(weights_file)
+    splits = {"all samples": check_weights(records, weights)}
+    held_out = held_out_split(records, holdout)
+    if held_out:
+        splits["held-out split"] = check_weights(held_out, weights)
+    if as_json:
+        typer.echo(json.dumps({label: scores.model_dump() for label, scores in splits.items()}))
+        return
+    show_accuracy(splits)
+    for label, scores in splits.items():
+        show_ece(scores, label, {})
+
+
 def show_calibration(result: Calibration) -> None:
     """Accuracy of each expert, fusion as run, and fusion with the fitted weights."""
     out.print(f"chosen weighting: {result.chosen}", highlight=False)
+    splits = {"fitted on": result.fitted, "held out": result.held_out}
+    show_accuracy({label: scores for label, scores in splits.items() if scores is not None})
+    maps = result.weights.calibration | (
+        {"fused": result.weights.fused_calibration} if result.weights.fused_calibration else {}
+    )
+    where = "held out" if result.held_out else "fitted on (no held-out split)"
+    show_ece(result.held_out or result.fitted, where, maps)
+
+
+def show_accuracy(splits: dict[str, SplitScores]) -> None:
+    """Fused accuracy as run and fitted beside the best single expert and the prior."""
+    from sensorium.graphs.fusion import PRIOR_EXPERT
+
     table = Table()
-    table.add_column("split")
-    table.add_column("n", justify="right")
-    table.add_column("fused as run", justify="right")
-    table.add_column("fused, fitted", justify="right")
-    table.add_column("best single expert", justify="right")
-    for label, scores in (("fitted on", result.fitted), ("held out", result.held_out)):
-        if scores is None:
-            continue
+    for column in ("split", "n", "fused as run", "fused, fitted", "best single expert", "prior"):
+        table.add_column(column, justify="left" if column == "split" else "right")
+    for label, scores in splits.items():
+        prior = scores.experts.get(PRIOR_EXPERT)
         table.add_row(
             label,
             str(scores.samples),
             f"{scores.fused_as_run:.3f}",
             f"{scores.fused_fitted:.3f}",
             f"{scores.best_single_accuracy:.3f} ({scores.best_single})",
+            "-" if prior is None else f"{prior:.3f}",
         )
     out.print(table)
-    scores = result.held_out or result.fitted
-    where = "held out" if result.held_out else "fitted on (no held-out split)"
+
+
+def show_ece(scores: SplitScores, where: str, maps: dict[str, CalibrationMap]) -> None:
+    """Each expert's and the decision's calibration error, as run and calibrated."""
     ece = Table(title=f"calibration error (ECE), {where}")
     for column in ("answers of", "as run", "calibrated", "map"):
         ece.add_column(column, justify="left" if column in ("answers of", "map") else "right")
-    maps = result.weights.calibration | (
-        {"fused": result.weights.fused_calibration} if result.weights.fused_calibration else {}
-    )
     for name, before in scores.ece_as_run.items():
         after = scores.ece_fitted.get(name)
         method = maps[name].method if name in maps else "-"
