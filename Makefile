@@ -33,14 +33,14 @@ $(VENV)/.llama-installed: $(LOCK) | $(BIN)/python
 # Stamps re-run the install when pyproject.toml or the lock changes, or a package folder
 # gains or loses a file (a folder's mtime): a strict editable install lists every file, so a
 # new module is invisible until it is installed again.
-PACKAGE_DIRS := sensorium sensorium/cli agent tools graphs evals tools/data graphs/data \
+PACKAGE_DIRS := sensorium sensorium/cli sensorium/server sensorium/server/web agent tools graphs evals tools/data graphs/data \
 	evals/suites evals/data
 $(VENV)/.demo-installed: pyproject.toml $(LOCK) $(PACKAGE_DIRS) $(VENV)/.llama-installed
-	$(INSTALL) -e ".[llm]" $(EDITABLE)
+	$(INSTALL) -e ".[llm,serve]" $(EDITABLE)
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml $(LOCK) $(PACKAGE_DIRS) $(VENV)/.llama-installed
-	$(INSTALL) -e ".[dev,llm,evals]" $(EDITABLE)
+	$(INSTALL) -e ".[dev,llm,evals,serve]" $(EDITABLE)
 	touch $@
 
 demo: $(VENV)/.demo-installed
@@ -76,7 +76,7 @@ lock:
 	rm -rf $(LOCK_VENV)
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip
-	$(LOCK_VENV)/bin/pip lock --quiet -o pylock.toml ".[dev,llm,evals]" \
+	$(LOCK_VENV)/bin/pip lock --quiet -o pylock.toml ".[dev,llm,evals,serve]" \
 		"torch==$$(sed -n 's/^torch==//p' $(LOCK))" setuptools wheel scikit-build-core
 	$(LOCK_VENV)/bin/python .ci/lock.py pylock.toml \
 		"$$($(LOCK_VENV)/bin/pip --version | cut -d' ' -f2)" > $(LOCK).new

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         IndexSettings,
         LLMSettings,
         PlannerSettings,
+        ServerSettings,
         Settings,
         default_data_dir,
     )
@@ -52,6 +53,7 @@ else:  # run time: each name is imported on first use (see sensorium._lazy)
                 "IndexSettings",
                 "LLMSettings",
                 "PlannerSettings",
+                "ServerSettings",
                 "Settings",
                 "default_data_dir",
             ),
@@ -72,6 +74,7 @@ __all__ = [
     "ReplyEvent",
     "Router",
     "RouterChatModel",
+    "ServerSettings",
     "Settings",
     "TokenEvent",
     "ToolCallEvent",

@@ -147,6 +147,28 @@ class IndexSettings(BaseModel):
     batch_size: int = Field(32, ge=1, le=1024, description="images encoded per forward pass")
 
 
+class ServerSettings(BaseModel):
+    """`sensorium serve`: where it listens and what it accepts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("127.0.0.1", description="interface to listen on; loopback by default")
+    port: int = Field(8000, ge=1, le=65535)
+    token: str | None = Field(
+        None,
+        description="bearer token every API request must carry (also SENSORIUM_API_TOKEN); "
+        "required to listen on anything but loopback",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="origins allowed to call the API from a browser"
+    )
+    max_request_mb: float = Field(32.0, gt=0, le=1024, description="largest request body")
+    max_images: int = Field(8, ge=1, le=64, description="most images one request attaches")
+    fetch_image_urls: bool = Field(
+        False, description="fetch http(s) image URLs given by clients (off: refused)"
+    )
+
+
 class BatchingSettings(BaseModel):
     """Micro-batching: concurrent requests to one model share a forward pass."""
 
@@ -189,6 +211,7 @@ class Settings(BaseModel):
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
     fusion: FusionSettings = Field(default_factory=FusionSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
     models: StandardModels = Field(
         default_factory=StandardModels, description="checkpoints of the standard profile"
     )
