@@ -37,10 +37,10 @@ def serve(
     import uvicorn
 
     from sensorium.cli.session import open_agent
+    from sensorium.config import load_settings
     from sensorium.server import create_app
 
-    agent = open_agent(config or Options.config, no_llm=no_llm)
-    settings = agent.settings.server
+    settings = load_settings(config or Options.config).server
     host = host or settings.host
     port = port or settings.port
     token = token or os.environ.get(TOKEN_VARIABLE) or settings.token
@@ -49,6 +49,7 @@ def serve(
             f"refusing to listen on {host} without a token: anyone who can reach it could use "
             f"the agent; set {TOKEN_VARIABLE} or pass --token (or listen on 127.0.0.1)"
         )
+    agent = open_agent(config or Options.config, no_llm=no_llm)
     server_app = create_app(agent, token=token)
     err.print(f"Sensorium on http://{host}:{port}/ (API docs: /docs)", highlight=False)
     # SIGTERM and Ctrl-C: stop accepting, let in-flight turns finish for up to 10 s, exit.
