@@ -17,7 +17,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
 # strict editable mode: mypy can follow it (the default import hook it cannot)
 EDITABLE := --config-settings editable_mode=strict
 
-.PHONY: demo test lint typecheck unit fusion-fit lock clean
+.PHONY: demo test lint typecheck unit browser fusion-fit lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,8 +53,21 @@ lint: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
-unit: $(VENV)/.dev-installed
+unit: $(VENV)/.dev-installed browser
 	$(BIN)/pytest -q
+
+# The web chat's test drives a real headless Chromium: Debian's package, installed here when
+# none is found (as root, or through sudo). Elsewhere set SENSORIUM_CHROMIUM to a Chromium or
+# Chrome binary.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@if [ -z "$$SENSORIUM_CHROMIUM" ] && ! command -v chromium >/dev/null \
+		&& ! command -v chromium-browser >/dev/null; then \
+		echo "Installing Debian's chromium for the web chat's test (about a minute)"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+		|| { echo "could not install chromium: install it, or set SENSORIUM_CHROMIUM" >&2; exit 1; }; \
+	fi
 
 test: lint typecheck unit
 

@@ -51,7 +51,7 @@ def serve(
         )
     agent = open_agent(config or Options.config, no_llm=no_llm)
     server_app = create_app(agent, token=token)
-    err.print(f"Sensorium on http://{host}:{port}/ (API docs: /docs)", highlight=False)
+    err.print(f"Sensorium on http://{host}:{port}/ (API schema: /openapi.json)", highlight=False)
     # SIGTERM and Ctrl-C: stop accepting, let in-flight turns finish for up to 10 s, exit.
     uvicorn.run(
         server_app,

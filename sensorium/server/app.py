@@ -53,6 +53,10 @@ def create_app(agent: Agent, *, token: str | None = None) -> FastAPI:
         title="Sensorium",
         summary="A multimodal agent: experts answer, fusion decides, you see the evidence.",
         version=_version(),
+        # FastAPI's /docs and /redoc pages load their scripts from a CDN; the server promises
+        # to work offline, so only the schema is served.
+        docs_url=None,
+        redoc_url=None,
     )
     threads = ThreadList(agent.settings.threads_path)
     app.state.runner = TurnRunner(agent, threads, settings)
