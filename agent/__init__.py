@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         PlannerSettings,
         ServerSettings,
         Settings,
+        TracingSettings,
         default_data_dir,
     )
 else:  # run time: each name is imported on first use (see sensorium._lazy)
@@ -55,6 +56,7 @@ else:  # run time: each name is imported on first use (see sensorium._lazy)
                 "PlannerSettings",
                 "ServerSettings",
                 "Settings",
+                "TracingSettings",
                 "default_data_dir",
             ),
         },
@@ -78,6 +80,7 @@ __all__ = [
     "Settings",
     "TokenEvent",
     "ToolCallEvent",
+    "TracingSettings",
     "TurnEvent",
     "TurnResult",
     "build_graph",

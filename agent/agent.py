@@ -15,6 +15,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, HumanMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
+from opentelemetry.trace import Span
 from PIL import Image
 
 from sensorium.agent.events import (
@@ -33,6 +34,7 @@ from sensorium.agent.responder import AgentResponder
 from sensorium.agent.router import Router
 from sensorium.agent.router_model import RouterChatModel
 from sensorium.agent.settings import Settings
+from sensorium.agent.tracing import configure_tracing
 from sensorium.graphs import (
     Decision,
     Plan,
@@ -40,6 +42,7 @@ from sensorium.graphs import (
     memory_checkpointer,
     with_image_refs,
 )
+from sensorium.graphs.tracing import TRACER
 from sensorium.tools import (
     ImageRef,
     ImageStore,
@@ -96,6 +99,7 @@ class Agent:
     ) -> None:
         self.settings = settings or Settings()
         self.warnings: list[str] = []
+        configure_tracing(self.settings.tracing)
         self.host = host or default_host(
             self.settings.device,
             dtype=self.settings.dtype,
@@ -276,14 +280,15 @@ class Agent:
         so a follow-up question is about the same pictures (a new thread starts with none).
         `tools` asks exactly these experts instead of letting the planner choose.
         """
-        turn, config = self._turn(question, images, thread_id, tools)
-        # durability="exit": the thread is checkpointed once, as the turn ends (or fails),
-        # instead of after each step (LangGraph's default, "async"): with SQLite that was most
-        # of a turn's fixed overhead. Nothing resumes a turn part-way, and a turn that raises
-        # still saves what it reached; a crash mid-turn leaves the thread as its last finished
-        # turn left it. `ask` returns once the save is committed.
-        state = self.graph.invoke(turn, config, durability="exit")
-        return self._result(config, turn["question"], state)
+        with TRACER.start_as_current_span("sensorium.turn") as span:
+            turn, config = self._turn(question, images, thread_id, tools)
+            # durability="exit": the thread is checkpointed once, as the turn ends (or fails),
+            # instead of after each step (LangGraph's default, "async"): with SQLite that was
+            # most of a turn's fixed overhead. Nothing resumes a turn part-way, and a turn that
+            # raises still saves what it reached; a crash mid-turn leaves the thread as its
+            # last finished turn left it. `ask` returns once the save is committed.
+            state = self.graph.invoke(turn, config, durability="exit")
+            return _traced(span, self._result(config, turn["question"], state))
 
     def stream(
         self,
@@ -296,6 +301,17 @@ class Agent:
         """Run one turn like `ask`, yielding its events as they happen: each tool call as it
         is planned, each piece of evidence as it lands, each decision, the LLM's text as it
         streams, and last a `ReplyEvent` with the `TurnResult`."""
+        with TRACER.start_as_current_span("sensorium.turn") as span:
+            yield from self._stream(span, question, images, thread_id, tools)
+
+    def _stream(
+        self,
+        span: Span,
+        question: str,
+        images: Sequence[ImageInput] | None,
+        thread_id: str | None,
+        tools: Sequence[str] | None,
+    ) -> Iterator[TurnEvent]:
         turn, config = self._turn(question, images, thread_id, tools)
         decided = 0
         for mode, data in self.graph.stream(
@@ -327,7 +343,7 @@ class Agent:
                         yield DecisionEvent(decision=decision)
                     decided = len(decisions)
         state = self.graph.get_state(config).values
-        yield ReplyEvent(result=self._result(config, turn["question"], state))
+        yield ReplyEvent(result=_traced(span, self._result(config, turn["question"], state)))
 
     def _turn(
         self,
@@ -410,6 +426,18 @@ class Agent:
             for m in messages
             if isinstance(m, HumanMessage) or (isinstance(m, AIMessage) and not m.tool_calls)
         ]
+
+
+def _traced(span: Span, result: TurnResult) -> TurnResult:
+    """The turn's outcome as attributes of its span."""
+    span.set_attribute("sensorium.thread_id", result.thread_id)
+    span.set_attribute("sensorium.answered_by", result.answered_by)
+    span.set_attribute("sensorium.steps", result.plan.steps)
+    span.set_attribute("sensorium.experts", [call.tool for call in result.plan.calls])
+    if result.answer is not None:
+        span.set_attribute("sensorium.answer", result.answer)
+        span.set_attribute("sensorium.confidence", result.confidence)
+    return result
 
 
 def build_graph(

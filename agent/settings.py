@@ -169,6 +169,22 @@ class ServerSettings(BaseModel):
     )
 
 
+class TracingSettings(BaseModel):
+    """OpenTelemetry spans per turn, graph step and expert call; off by default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exporter: Literal["none", "console", "otlp"] = Field(
+        "none", description="'console': spans as JSON on stderr; 'otlp': to a collector (gRPC)"
+    )
+    endpoint: str | None = Field(
+        None,
+        description="the OTLP collector, e.g. http://127.0.0.1:4317 (None: OpenTelemetry's "
+        "default, or OTEL_EXPORTER_OTLP_ENDPOINT)",
+    )
+    service_name: str = Field("sensorium", min_length=1)
+
+
 class BatchingSettings(BaseModel):
     """Micro-batching: concurrent requests to one model share a forward pass."""
 
@@ -212,6 +228,7 @@ class Settings(BaseModel):
     fusion: FusionSettings = Field(default_factory=FusionSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     models: StandardModels = Field(
         default_factory=StandardModels, description="checkpoints of the standard profile"
     )

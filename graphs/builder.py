@@ -37,6 +37,7 @@ from sensorium.graphs.state import (
     TurnState,
     TurnView,
 )
+from sensorium.graphs.tracing import TRACER, in_current_context, record_expert, traced_step
 from sensorium.tools import Evidence, ImageRef, Registry, ToolContext
 from sensorium.tools.questions import question_kind
 
@@ -59,16 +60,20 @@ class ExpertRunner:
             evidence = Evidence(expert=call.tool, error=f"no tool named {call.tool!r} is installed")
             return evidence.model_copy(update={"call_id": call.id})
         tool = self.registry.get(call.tool)
-        future = self._pool.submit(tool.run, self.context, dict(call.arguments))
-        try:
-            evidence = future.result(timeout=self.timeout_s)
-        except FutureTimeout:
-            evidence = Evidence(
-                expert=call.tool,
-                error=f"timed out after {self.timeout_s:g} s",
-                latency_ms=self.timeout_s * 1000,
-                image=tool.image_of(call.arguments),
+        with TRACER.start_as_current_span(f"sensorium.expert.{call.tool}") as span:
+            future = self._pool.submit(
+                in_current_context(tool.run), self.context, dict(call.arguments)
             )
+            try:
+                evidence = future.result(timeout=self.timeout_s)
+            except FutureTimeout:
+                evidence = Evidence(
+                    expert=call.tool,
+                    error=f"timed out after {self.timeout_s:g} s",
+                    latency_ms=self.timeout_s * 1000,
+                    image=tool.image_of(call.arguments),
+                )
+            record_expert(span, evidence)
         return evidence.model_copy(update={"call_id": call.id})
 
 
@@ -265,11 +270,11 @@ def compile_graph(
         return update
 
     graph = StateGraph(TurnState)
-    graph.add_node("begin", begin)
-    graph.add_node("agent", agent)
-    graph.add_node("expert", expert)  # type: ignore[arg-type]
-    graph.add_node("observe", observe)
-    graph.add_node("respond", respond)
+    graph.add_node("begin", traced_step("begin", begin))
+    graph.add_node("agent", traced_step("agent", agent))
+    graph.add_node("expert", traced_step("expert", expert))  # type: ignore[arg-type]
+    graph.add_node("observe", traced_step("observe", observe))
+    graph.add_node("respond", traced_step("respond", respond))
     graph.add_edge(START, "begin")
     graph.add_edge("begin", "agent")
     graph.add_conditional_edges("agent", fan_out, ["expert", "observe", "respond"])
