@@ -8,6 +8,7 @@ import io
 import json
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from sensorium import Settings
 from sensorium.agent import Agent
 from sensorium.graphs import sqlite_checkpointer
 from sensorium.server import create_app
+from sensorium.tools import ModelHost
 
 
 def data_url(path: Path) -> str:
@@ -280,3 +282,46 @@ def test_a_crashing_expert_still_completes_the_turn(
     classify = [e for e in turn.json()["evidence"] if e["expert"] == "classify"]
     assert classify and "boom" in classify[0]["error"]
     assert turn.json()["answer"].lower() == "cat"  # the other expert still answered
+
+
+def test_concurrent_conversations_share_the_standard_experts_forward_passes(
+    tmp_path: Path, tiny: dict[str, Path], chelsea: Path, red_image: Path
+) -> None:
+    models = {role: str(tiny[role]) for role in ("clip", "blip_caption", "blip_vqa", "vilt_vqa")}
+    settings = Settings(
+        profile="standard",
+        data_dir=tmp_path / "data",
+        llm={"backend": "none"},  # type: ignore[arg-type]
+        models=models,  # type: ignore[arg-type]
+    )
+    host = ModelHost("cpu", max_batch=16, max_wait_ms=200)  # a wide window: 2 cores are slow
+    agent = Agent(
+        settings,
+        chat_model=None,
+        host=host,
+        checkpointer=sqlite_checkpointer(settings.threads_path),
+    )
+    images = [data_url(chelsea), data_url(red_image)]
+    with TestClient(create_app(agent)) as client:
+        warm = client.post(
+            "/api/turns", json={"question": "What animal is this?", "images": images[:1]}
+        )
+        assert warm.status_code == 200, warm.text  # models loaded
+        before = client.get("/healthz").json()["batching"]
+
+        def converse(n: int) -> int:
+            body = {"question": "What animal is this?", "images": [images[n % 2]]}
+            return client.post("/api/turns", json=body).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            assert list(pool.map(converse, range(8))) == [200] * 8
+        after = client.get("/healthz").json()["batching"]
+    shared = {
+        name: (
+            after[name]["items"] - before[name]["items"],
+            after[name]["batches"] - before[name]["batches"],
+        )
+        for name in after
+    }
+    # Eight conversations, fewer forward passes than requests on some expert's model.
+    assert any(items > batches > 0 for items, batches in shared.values()), shared

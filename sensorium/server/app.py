@@ -72,6 +72,12 @@ def create_app(agent: Agent, *, token: str | None = None) -> FastAPI:
             "profile": agent.settings.profile,
             "tools": agent.registry.names(),
             "llm": type(agent.chat_model).__name__ if agent.chat_model else None,
+            "turns_in_flight": app.state.runner.in_flight,
+            # Forward passes shared across conversations: items > batches means they were.
+            "batching": {
+                name: {"batches": batcher.batches, "items": batcher.items}
+                for name, batcher in agent.host.batchers().items()
+            },
         }
 
     @app.get("/", include_in_schema=False)
