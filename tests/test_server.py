@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import re
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -266,22 +267,30 @@ def test_cross_origin_calls_are_refused_unless_configured(
         assert preflight.headers["access-control-allow-origin"] == "http://elsewhere.example"
 
 
-def test_a_crashing_expert_still_completes_the_turn(
-    client: TestClient, chelsea: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("fault", ["crash", "timeout"])
+def test_a_failing_expert_still_completes_every_conversation(
+    tmp_path: Path, chelsea: Path, monkeypatch: pytest.MonkeyPatch, fault: str
 ) -> None:
-    def crash(*args: Any, **kwargs: Any) -> Any:
+    settings = Settings(data_dir=tmp_path / "data", llm={"backend": "none"}, expert_timeout_s=3.0)  # type: ignore[arg-type]
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        if fault == "timeout":
+            time.sleep(5)
         raise RuntimeError("boom")
 
-    agent: Agent = client.app.state.agent  # type: ignore[attr-defined]
-    tool = agent.registry.get("classify")
-    monkeypatch.setattr(tool, "fn", crash)
-    turn = client.post(
-        "/api/turns", json={"question": "What animal is this?", "images": [data_url(chelsea)]}
-    )
-    assert turn.status_code == 200, turn.text
-    classify = [e for e in turn.json()["evidence"] if e["expert"] == "classify"]
-    assert classify and "boom" in classify[0]["error"]
-    assert turn.json()["answer"].lower() == "cat"  # the other expert still answered
+    with make_client(settings) as client:
+        body = {"question": "What animal is this?", "images": [data_url(chelsea)]}
+        assert client.post("/api/turns", json=body).status_code == 200  # models loaded
+        agent: Agent = client.app.state.agent  # type: ignore[attr-defined]
+        monkeypatch.setattr(agent.registry.get("classify"), "fn", broken)
+        with ThreadPoolExecutor(4) as pool:
+            turns = list(pool.map(lambda _: client.post("/api/turns", json=body), range(4)))
+    for turn in turns:
+        assert turn.status_code == 200, turn.text
+        classify = [e for e in turn.json()["evidence"] if e["expert"] == "classify"]
+        expected = "timed out after 3 s" if fault == "timeout" else "boom"
+        assert classify and expected in classify[0]["error"]
+        assert turn.json()["answer"].lower() == "cat"  # the other expert still answered
 
 
 def test_concurrent_conversations_share_the_standard_experts_forward_passes(

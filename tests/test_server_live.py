@@ -129,6 +129,11 @@ def test_sigterm_stops_it_and_sigkill_loses_no_finished_turn(
         messages=[image_message(chelsea, "What animal is this?")],  # type: ignore[list-item]
     )
     thread = reply.model_extra["sensorium"]["thread_id"]  # type: ignore[index]
+    folder = str(chelsea.parent)
+    assert (
+        httpx.post(f"{server.url}/api/index", json={"paths": [folder]}, timeout=300).json()["added"]
+        >= 3
+    )
     server.process.send_signal(signal.SIGKILL)
     server.process.wait()
     port = free_port()
@@ -137,6 +142,9 @@ def test_sigterm_stops_it_and_sigkill_loses_no_finished_turn(
         history = httpx.get(f"{again.url}/api/threads/{thread}").json()["messages"]
         assert [m["role"] for m in history] == ["user", "assistant"]
         assert "cat" in history[1]["content"].lower()
+        # The index survived the kill and still answers.
+        hits = httpx.post(f"{again.url}/api/search", json={"text": "a cat", "k": 1}, timeout=60)
+        assert Path(hits.json()["hits"][0]["path"]).name == "chelsea.jpg"
         begun = time.monotonic()
         again.process.send_signal(signal.SIGTERM)
         # uvicorn shuts down gracefully, then re-raises the signal: the exit says SIGTERM.
