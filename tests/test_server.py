@@ -334,3 +334,25 @@ def test_concurrent_conversations_share_the_standard_experts_forward_passes(
     }
     # Eight conversations, fewer forward passes than requests on some expert's model.
     assert any(items > batches > 0 for items, batches in shared.values()), shared
+
+
+def test_turns_on_one_thread_take_turns(client: TestClient, chelsea: Path) -> None:
+    first = client.post(
+        "/api/turns", json={"question": "What is this?", "images": [data_url(chelsea)]}
+    )
+    thread = first.json()["thread_id"]
+    questions = ["Is it a cat?", "Is this a cat?", "Is there a cat?", "Is it a dog?"]
+    with ThreadPoolExecutor(4) as pool:
+        replies = list(
+            pool.map(
+                lambda q: client.post("/api/turns", json={"question": q, "thread_id": thread}),
+                questions,
+            )
+        )
+    assert [r.json()["answer"] for r in replies] == ["yes", "yes", "yes", "no"]
+    history = client.get(f"/api/threads/{thread}").json()["messages"]
+    # One after another: each question directly followed by its own reply.
+    assert [m["role"] for m in history] == ["user", "assistant"] * 5
+    assert sorted(m["content"] for m in history[2::2]) == sorted(questions)
+    runner = client.app.state.runner  # type: ignore[attr-defined]
+    assert runner.in_flight == 0 and not runner._locks  # nothing left behind

@@ -60,10 +60,7 @@ def serve(
         log_level="warning",
         timeout_graceful_shutdown=10,
     )
-    runner = server_app.state.runner
-    runner.pool.shutdown(wait=False, cancel_futures=True)
-    if runner.in_flight:  # turns still running past the grace period are abandoned
-        os._exit(0)
+    server_app.state.runner.pool.shutdown(wait=False, cancel_futures=True)
 
 
 def is_loopback(host: str) -> bool:

@@ -13,7 +13,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -162,7 +162,7 @@ async def _chunks(
     model: str,
     first: TurnEvent,
     rest: AsyncIterator[TurnEvent],
-    remember: Any,
+    remember: Callable[[TurnResult], None],
 ) -> AsyncIterator[str]:
     """`chat.completion.chunk`s: the role, then one (empty) chunk per tool call, piece of
     evidence and decision, carrying it as `sensorium_event`, then the reply in pieces, then

@@ -32,7 +32,10 @@ class TurnRunner:
         self.settings = settings
         # Experts batch requests across turns, so a wide pool shares forward passes.
         self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="sensorium-turn")
-        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # One lock per thread with turns running or waiting, held until the turn ends (not
+        # until its client stops listening).
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._waiting: defaultdict[str, int] = defaultdict(int)
         self.in_flight = 0
 
     def image(self, spec: str) -> ImageRef:
@@ -96,11 +99,10 @@ class TurnRunner:
         *,
         thread_id: str | None = None,
         tools: list[str] | None = None,
-        conversation_key: str | None = None,
     ) -> AsyncIterator[TurnEvent]:
         """The turn's events as they happen; the last is a `ReplyEvent`. Bad input raises
         (`UserError`) before the first event. A client that stops listening does not stop
-        the turn: it completes and is saved."""
+        the turn: it completes and is saved, and the thread's next turn waits for it."""
         thread_id = thread_id or uuid.uuid4().hex
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
@@ -109,31 +111,27 @@ class TurnRunner:
             try:
                 for event in self.agent.stream(question, images, thread_id=thread_id, tools=tools):
                     if isinstance(event, ReplyEvent):
-                        self.threads.touch(thread_id, question, conversation_key)
+                        self.threads.touch(thread_id, question)
                     loop.call_soon_threadsafe(queue.put_nowait, event)
             except BaseException as exc:  # handed to the request, which reports it
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
-        async with self._locks[thread_id]:
-            self.in_flight += 1
-            try:
-                loop.run_in_executor(self.pool, work)
-                while (item := await queue.get()) is not _DONE:
-                    if isinstance(item, BaseException):
-                        raise item
-                    yield item  # type: ignore[misc]
-            finally:
-                self.in_flight -= 1
+        lock = self._locks.setdefault(thread_id, asyncio.Lock())
+        self._waiting[thread_id] += 1
+        await lock.acquire()
+        self.in_flight += 1
 
-    async def ask(
-        self, question: str, images: list[ImageRef] | None, **options: object
-    ) -> ReplyEvent:
-        """Run a turn to its end; its `ReplyEvent`."""
-        reply = None
-        async for event in self.stream(question, images, **options):  # type: ignore[arg-type]
-            if isinstance(event, ReplyEvent):
-                reply = event
-        assert reply is not None  # the agent's stream always ends with the reply
-        return reply
+        def finished(_: object) -> None:  # on the event loop, when the turn has ended
+            self.in_flight -= 1
+            lock.release()
+            self._waiting[thread_id] -= 1
+            if not self._waiting[thread_id]:  # nobody else waits on this thread: forget it
+                del self._waiting[thread_id], self._locks[thread_id]
+
+        loop.run_in_executor(self.pool, work).add_done_callback(finished)
+        while (item := await queue.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
