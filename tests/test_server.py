@@ -356,3 +356,28 @@ def test_turns_on_one_thread_take_turns(client: TestClient, chelsea: Path) -> No
     assert sorted(m["content"] for m in history[2::2]) == sorted(questions)
     runner = client.app.state.runner  # type: ignore[attr-defined]
     assert runner.in_flight == 0 and not runner._locks  # nothing left behind
+
+
+def test_image_urls_are_fetched_only_when_configured(tmp_path: Path, chelsea: Path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(chelsea.parent))
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{web.server_address[1]}/chelsea.jpg"
+    body = {"question": "What animal is this?", "images": [url]}
+    try:
+        settings = Settings(
+            data_dir=tmp_path / "data", llm={"backend": "none"}, server={"fetch_image_urls": True}
+        )  # type: ignore[arg-type]
+        with make_client(settings) as client:
+            assert client.post("/api/turns", json=body).json()["answer"].lower() == "cat"
+            missing = client.post("/api/turns", json={"question": "What?", "images": [url + "x"]})
+            assert (
+                missing.status_code == 400
+                and "could not fetch" in missing.json()["error"]["message"]
+            )
+    finally:
+        web.shutdown()

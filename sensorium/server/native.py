@@ -65,7 +65,7 @@ def native_routes() -> APIRouter:
         `sensorium ask --json`); with `stream`, Server-Sent Events as the turn runs: `tool_call`,
         `evidence`, `decision`, `token`, and last `reply`."""
         runner: TurnRunner = request.app.state.runner
-        images = runner.images(body.images)
+        images = await runner.images(body.images)
         events = runner.stream(body.question, images, thread_id=body.thread_id, tools=body.tools)
         if not body.stream and "text/event-stream" not in request.headers.get("accept", ""):
             async for event in events:

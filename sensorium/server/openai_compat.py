@@ -78,7 +78,7 @@ def openai_routes() -> APIRouter:
         if not image_specs and thread_id is None:
             # A conversation this server has not seen: its latest images are the subject.
             image_specs = next((specs for _, _, specs in reversed(earlier) if specs), [])
-        images = runner.images(image_specs) if image_specs else None
+        images = await runner.images(image_specs) if image_specs else None
         thread_id = thread_id or uuid.uuid4().hex
         events = runner.stream(question, images, thread_id=thread_id)
         completion = f"chatcmpl-{uuid.uuid4().hex[:24]}"

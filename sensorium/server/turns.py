@@ -72,17 +72,21 @@ class TurnRunner:
         try:
             with httpx.stream("GET", url, timeout=10.0, follow_redirects=True) as response:
                 response.raise_for_status()
-                data = b""
+                data = bytearray()
                 for chunk in response.iter_bytes():
                     data += chunk
                     if len(data) > limit:
                         raise UserError(f"the image at {url} is over the {limit:,}-byte limit")
-                return data
+                return bytes(data)
         except httpx.HTTPError as exc:
             raise UserError(f"could not fetch the image at {url}: {exc}") from None
 
-    def images(self, specs: Sequence[str] | None) -> list[ImageRef] | None:
-        """The images a request attaches (None: keep the thread's)."""
+    async def images(self, specs: Sequence[str] | None) -> list[ImageRef] | None:
+        """The images a request attaches (None: keep the thread's), decoded and stored on a
+        worker thread so the event loop keeps serving other requests meanwhile."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self._images, specs)
+
+    def _images(self, specs: Sequence[str] | None) -> list[ImageRef] | None:
         if specs is None:
             return None
         if len(specs) > self.settings.max_images:
