@@ -36,11 +36,11 @@ $(VENV)/.llama-installed: $(LOCK) | $(BIN)/python
 PACKAGE_DIRS := sensorium sensorium/cli sensorium/server sensorium/server/web agent tools graphs evals tools/data graphs/data \
 	evals/suites evals/data
 $(VENV)/.demo-installed: pyproject.toml $(LOCK) $(PACKAGE_DIRS) $(VENV)/.llama-installed
-	$(INSTALL) -e ".[llm,serve]" $(EDITABLE)
+	$(INSTALL) -e ".[llm,serve,ocr]" $(EDITABLE)
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml $(LOCK) $(PACKAGE_DIRS) $(VENV)/.llama-installed
-	$(INSTALL) -e ".[dev,llm,evals,serve]" $(EDITABLE)
+	$(INSTALL) -e ".[dev,llm,evals,serve,ocr]" $(EDITABLE)
 	touch $@
 
 demo: $(VENV)/.demo-installed
@@ -89,7 +89,7 @@ lock:
 	rm -rf $(LOCK_VENV)
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip
-	$(LOCK_VENV)/bin/pip lock --quiet -o pylock.toml ".[dev,llm,evals,serve]" \
+	$(LOCK_VENV)/bin/pip lock --quiet -o pylock.toml ".[dev,llm,evals,serve,ocr]" \
 		"torch==$$(sed -n 's/^torch==//p' $(LOCK))" setuptools wheel scikit-build-core
 	$(LOCK_VENV)/bin/python .ci/lock.py pylock.toml \
 		"$$($(LOCK_VENV)/bin/pip --version | cut -d' ' -f2)" > $(LOCK).new

@@ -21,6 +21,7 @@ from sensorium.tools.questions import QuestionKind, question_kind
 # The roles that answer each form of question, best first; a profile names the experts that
 # play each role (`sensorium.tools.profiles.ROLES`).
 _RULES: dict[QuestionKind, tuple[str, ...]] = {
+    "read": ("read",),
     "colour": ("colours",),
     "count": ("answer",),
     "shape": ("answer",),

@@ -28,6 +28,9 @@ from sensorium.tools.questions import (
         ("What animal is this?", "animal"),
         ("What is in the picture?", "what"),
         ("Hello there", "other"),
+        ("What does the sign say?", "read"),
+        ("Can you read this page?", "read"),
+        ("What is written on the label?", "read"),
     ],
 )
 def test_question_kind(question: str, kind: str) -> None:

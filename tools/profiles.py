@@ -29,6 +29,7 @@ ROLES: dict[str, dict[str, tuple[str, ...]]] = {
         "colours": ("colours",),  # ConSE carries no colour: zero-shot VQA only adds noise
         "caption": ("caption",),
         "embed": ("embed_image",),
+        "read": ("read_text",),
     },
     "standard": {
         "classify": ("clip_classify",),
@@ -36,6 +37,7 @@ ROLES: dict[str, dict[str, tuple[str, ...]]] = {
         "colours": ("colours", "vilt_answer"),
         "caption": ("blip_caption",),
         "embed": ("clip_embed",),
+        "read": ("read_text",),
     },
 }
 

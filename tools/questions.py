@@ -7,7 +7,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-QuestionKind = Literal["yes_no", "colour", "count", "animal", "shape", "describe", "what", "other"]
+QuestionKind = Literal[
+    "read", "yes_no", "colour", "count", "animal", "shape", "describe", "what", "other"
+]
 
 _YES_NO_START = re.compile(
     r"^(is|are|was|were|does|do|did|can|could|has|have|will|would|should)(?:n't)?\b",
@@ -23,12 +25,18 @@ _DESCRIBE = re.compile(
     re.IGNORECASE,
 )
 _WHAT = re.compile(r"\b(what|which|who)\b", re.IGNORECASE)
+# Asks for the words in the picture: "What does the sign say?", "Can you read this page?"
+_READ = re.compile(
+    r"\b(read|transcribe|written|writing|text|words?|says?|sign|title)\b", re.IGNORECASE
+)
 _ARTICLE = re.compile(r"^(?:a|an|the|any|some)\s+", re.IGNORECASE)
 
 
 def question_kind(question: str) -> QuestionKind:
     """Classify a question by the form of answer it expects."""
     text = question.strip()
+    if _READ.search(text):
+        return "read"
     if _YES_NO_START.match(text):
         return "yes_no"
     if _COUNT.search(text):
