@@ -31,6 +31,9 @@ from sensorium.tools.questions import (
         ("What does the sign say?", "read"),
         ("Can you read this page?", "read"),
         ("What is written on the label?", "read"),
+        ("Write alt text for this image", "other"),
+        ("Is the text handwritten?", "yes_no"),
+        ("How do you say 'thank you' in Japanese?", "other"),
     ],
 )
 def test_question_kind(question: str, kind: str) -> None:

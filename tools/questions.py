@@ -25,9 +25,12 @@ _DESCRIBE = re.compile(
     re.IGNORECASE,
 )
 _WHAT = re.compile(r"\b(what|which|who)\b", re.IGNORECASE)
-# Asks for the words in the picture: "What does the sign say?", "Can you read this page?"
+# Asks for the words in the picture ("What does the sign say?", "Can you read this page?"),
+# not about them ("Is the text handwritten?", "Write alt text for this").
 _READ = re.compile(
-    r"\b(read|transcribe|written|writing|text|words?|says?|sign|title)\b", re.IGNORECASE
+    r"\b(read|transcribe)\b|\bwritten\b|\bwhat (?:does|do) .+ say\b|"
+    r"\bwhat(?:'s| is| are) the (?:text|words?|title)\b|\bwhat (?:text|words?)\b",
+    re.IGNORECASE,
 )
 _ARTICLE = re.compile(r"^(?:a|an|the|any|some)\s+", re.IGNORECASE)
 
