@@ -23,7 +23,7 @@ from sensorium.tools.questions import QuestionKind, question_kind
 _RULES: dict[QuestionKind, tuple[str, ...]] = {
     "read": ("read",),
     "colour": ("colours",),
-    "count": ("answer",),
+    "count": ("detect", "answer"),
     "shape": ("answer",),
     "describe": ("caption",),
     "animal": ("classify", "answer"),

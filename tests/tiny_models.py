@@ -169,3 +169,39 @@ def build_vilt_vqa(path: Path) -> Path:
     tokenizer.save_pretrained(path)
     ViltImageProcessorPil(size={"shortest_edge": IMAGE}, size_divisor=PATCH).save_pretrained(path)
     return path
+
+
+def build_owlvit(path: Path) -> Path:
+    """A tiny `OwlViTForObjectDetection` (16 candidate boxes) with the CLIP character tokenizer."""
+    from transformers import (
+        CLIPTokenizer,
+        OwlViTConfig,
+        OwlViTForObjectDetection,
+        OwlViTImageProcessorPil,
+        OwlViTProcessor,
+    )
+
+    build_clip(path)  # the tokenizer files
+    vocab = json.loads((path / "vocab.json").read_text())
+    vocab["!"] = len(vocab)  # OWL-ViT pads queries with "!"
+    (path / "vocab.json").write_text(json.dumps(vocab))
+    tokenizer = CLIPTokenizer(
+        vocab=str(path / "vocab.json"), merges=str(path / "merges.txt"), pad_token="!"
+    )
+    torch.manual_seed(5)
+    config = OwlViTConfig(
+        text_config=_tower(
+            vocab_size=len(vocab),
+            max_position_embeddings=16,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=vocab["!"],
+        ),
+        vision_config=_vision(),
+        projection_dim=HIDDEN,
+    )
+    OwlViTForObjectDetection(config).save_pretrained(path)
+    size = {"height": IMAGE, "width": IMAGE}
+    image_processor = OwlViTImageProcessorPil(size=size, crop_size=size)
+    OwlViTProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)
+    return path

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from sensorium.tools.base import ToolContext
     from sensorium.tools.host import ModelHost
 
-ModelRole = Literal["clip", "blip_caption", "blip_vqa", "vilt_vqa"]
+ModelRole = Literal["clip", "blip_caption", "blip_vqa", "vilt_vqa", "detector"]
 I = TypeVar("I")  # noqa: E741  (a batch item)
 R = TypeVar("R")
 # The experts built on these models register in this entry-point group, not in
@@ -53,6 +53,10 @@ class StandardModels(BaseModel):
     vilt_vqa: str = Field(
         "dandelin/vilt-b32-finetuned-vqa", description="VQA model for vilt_answer"
     )
+    detector: str = Field(
+        "google/owlv2-base-patch16-ensemble",
+        description="zero-shot detector for detect (OWLv2 or OWL-ViT)",
+    )
     trust_remote_code: bool = Field(
         False, description="let checkpoints run their own Python code (only for ones you trust)"
     )
@@ -73,6 +77,9 @@ _ROLES: dict[ModelRole, _RoleSpec] = {
     ),
     "blip_vqa": _RoleSpec("BLIP VQA", frozenset({"blip"}), "BlipForQuestionAnswering"),
     "vilt_vqa": _RoleSpec("ViLT VQA", frozenset({"vilt"}), "ViltForQuestionAnswering"),
+    "detector": _RoleSpec(
+        "zero-shot detector", frozenset({"owlvit", "owlv2"}), "AutoModelForZeroShotObjectDetection"
+    ),
 }
 
 

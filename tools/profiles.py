@@ -38,6 +38,7 @@ ROLES: dict[str, dict[str, tuple[str, ...]]] = {
         "caption": ("blip_caption",),
         "embed": ("clip_embed",),
         "read": ("read_text",),
+        "detect": ("detect",),
     },
 }
 
@@ -49,6 +50,7 @@ EXPERT_MODELS: dict[str, ModelRole] = {
     "blip_caption": "blip_caption",
     "blip_answer": "blip_vqa",
     "vilt_answer": "vilt_vqa",
+    "detect": "detector",
 }
 
 
