@@ -19,6 +19,7 @@ from tiny_models import (
     build_blip_caption,
     build_blip_vqa,
     build_clip,
+    build_llava,
     build_owlvit,
     build_siglip,
     build_vilt_vqa,
@@ -147,4 +148,5 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "blip_vqa": build_blip_vqa(root / "blip-vqa"),
         "vilt_vqa": build_vilt_vqa(root / "vilt-vqa"),
         "detector": build_owlvit(root / "owlvit"),
+        "vlm": build_llava(root / "llava"),
     }

@@ -113,10 +113,12 @@ def test_counting_questions_reach_the_detector_on_the_standard_profile(
     assert detected.error is None and detected.payload["model"] == str(tiny["detector"])
 
 
-def test_tools_list_names_the_detector_and_its_checkpoint(cli) -> None:  # type: ignore[no-untyped-def]
+def test_tools_list_names_the_new_senses_with_their_models_and_devices(cli) -> None:  # type: ignore[no-untyped-def]
     listed = json.loads(cli("tools", "list", "--profile", "standard", "--json").out)
-    detector = next(tool for tool in listed if tool["name"] == "detect")
-    assert detector["model"] == "google/owlv2-base-patch16-ensemble" and detector["device"]
+    tools = {tool["name"]: (tool["model"], tool["device"]) for tool in listed}
+    assert tools["detect"] == ("google/owlv2-base-patch16-ensemble", "cpu")
+    assert tools["vlm_answer"] == ("HuggingFaceTB/SmolVLM-256M-Instruct", "cpu")
+    assert tools["read_text"][0].startswith("PP-OCRv4") and tools["read_text"][1] == "cpu"
 
 
 def test_the_cli_saves_the_image_with_the_boxes(  # type: ignore[no-untyped-def]

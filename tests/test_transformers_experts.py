@@ -42,10 +42,12 @@ from sensorium.tools.blip_experts import (
 )
 from sensorium.tools.clip_experts import ClipJointEncoder, clip_answer, clip_classify, clip_embed
 from sensorium.tools.colour import COLOUR_NAMES
+from sensorium.tools.detector import detect
 from sensorium.tools.hf_models import STANDARD_ENTRY_POINT_GROUP, StandardModels, load_pretrained
 from sensorium.tools.imagenet import class_names, everyday_name
 from sensorium.tools.profiles import EXPERT_MODELS
 from sensorium.tools.vilt_expert import vilt_answer
+from sensorium.tools.vlm import vlm_answer
 
 CHELSEA = Path(__file__).resolve().parents[1] / "examples" / "images" / "chelsea.jpg"
 STANDARD_EXPERTS = EXPERT_MODELS  # expert -> the `[models]` checkpoint it loads
@@ -102,6 +104,11 @@ def test_standard_models_defaults_are_the_documented_checkpoints(tmp_path: Path)
         "Salesforce/blip-vqa-base",
         "dandelin/vilt-b32-finetuned-vqa",
     )
+    assert (models.detector, models.vlm, models.vlm_endpoint) == (
+        "google/owlv2-base-patch16-ensemble",
+        "HuggingFaceTB/SmolVLM-256M-Instruct",
+        None,
+    )
     assert models.trust_remote_code is False
     assert ToolContext(host=ModelHost("cpu"), images=ImageStore(tmp_path)).models == models
     with pytest.raises(ValueError, match="clipp"):
@@ -109,7 +116,10 @@ def test_standard_models_defaults_are_the_documented_checkpoints(tmp_path: Path)
 
 
 def test_the_experts_are_declared_tools_that_coexist_with_the_lite_ones() -> None:
-    tools = [clip_classify, clip_answer, clip_embed, blip_caption, blip_answer, vilt_answer]
+    tools = [
+        clip_classify, clip_answer, clip_embed, blip_caption, blip_answer, vilt_answer, detect,
+        vlm_answer,
+    ]  # fmt: skip
     assert all(isinstance(tool, Tool) for tool in tools)
     assert [tool.name for tool in tools] == list(STANDARD_EXPERTS)
     assert all(tool.needs_image and tool.description for tool in tools)
@@ -118,6 +128,8 @@ def test_the_experts_are_declared_tools_that_coexist_with_the_lite_ones() -> Non
         "clip_answer",
         "blip_answer",
         "vilt_answer",
+        "detect",
+        "vlm_answer",
     }
     assert not clip_embed.answers_questions
     assert clip_answer.argument_schema()["required"] == ["question"]

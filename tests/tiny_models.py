@@ -20,6 +20,7 @@ IMAGE = 32  # pixels per side, 4x4 patches of 8
 PATCH = 8
 CLIP_PROJECTION = 16
 VQA_LABELS = ("yes", "no", "2", "cat", "red")
+VLM_WORDS = ("a", "cat", "dog", "yes", "no", "is", "this", "what", "the", "photo", "of", "red", "2")
 
 _BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]")
 _BERT_WORDS = ("a", "cat", "dog", "on", "the", "is", "this", "what", "animal", "red", "yes", "no")
@@ -204,4 +205,62 @@ def build_owlvit(path: Path) -> Path:
     size = {"height": IMAGE, "width": IMAGE}
     image_processor = OwlViTImageProcessorPil(size=size, crop_size=size)
     OwlViTProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)
+    return path
+
+
+def build_llava(path: Path) -> Path:
+    """A tiny `LlavaForConditionalGeneration` (CLIP vision tower, Llama text model) with a
+    word-level tokenizer, a chat template and its `LlavaProcessor`."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        CLIPImageProcessorPil,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    path.mkdir(parents=True, exist_ok=True)
+    words = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "USER:", "ASSISTANT:", *VLM_WORDS]
+    vocab = {word: number for number, word in enumerate(words)}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()  # type: ignore[assignment]
+    template = (
+        "{% for m in messages %}{% if m['role'] == 'user' %}USER: {% for c in m['content'] %}"
+        "{% if c['type'] == 'image' %}<image> {% else %}{{ c['text'] }} {% endif %}{% endfor %}"
+        "{% endif %}{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        chat_template=template,
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    torch.manual_seed(6)
+    config = LlavaConfig(
+        vision_config={"model_type": "clip_vision_model", **_vision()},
+        text_config={
+            "model_type": "llama",
+            **_tower(vocab_size=len(vocab), num_key_value_heads=4, max_position_embeddings=128),
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+            "pad_token_id": 0,
+        },
+        image_token_index=vocab["<image>"],
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+    )
+    LlavaForConditionalGeneration(config).save_pretrained(path)
+    size = {"height": IMAGE, "width": IMAGE}
+    LlavaProcessor(
+        image_processor=CLIPImageProcessorPil(size={"shortest_edge": IMAGE}, crop_size=size),
+        tokenizer=tokenizer,
+        patch_size=PATCH,
+        vision_feature_select_strategy="default",
+        chat_template=template,
+        num_additional_image_tokens=1,
+    ).save_pretrained(path)
     return path

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from sensorium.tools.base import ToolContext
     from sensorium.tools.host import ModelHost
 
-ModelRole = Literal["clip", "blip_caption", "blip_vqa", "vilt_vqa", "detector"]
+ModelRole = Literal["clip", "blip_caption", "blip_vqa", "vilt_vqa", "detector", "vlm"]
 I = TypeVar("I")  # noqa: E741  (a batch item)
 R = TypeVar("R")
 # The experts built on these models register in this entry-point group, not in
@@ -57,6 +57,17 @@ class StandardModels(BaseModel):
         "google/owlv2-base-patch16-ensemble",
         description="zero-shot detector for detect (OWLv2 or OWL-ViT)",
     )
+    vlm: str = Field(
+        "HuggingFaceTB/SmolVLM-256M-Instruct",
+        description="vision-language model for vlm_answer (transformers), or the model name "
+        "the vlm_endpoint serves",
+    )
+    vlm_endpoint: str | None = Field(
+        None,
+        description="an OpenAI-compatible vision server for vlm_answer (vLLM, llama.cpp, "
+        "Ollama's /v1, a hosted API), e.g. http://127.0.0.1:8080/v1; None: transformers",
+    )
+    vlm_api_key: str | None = Field(None, description="the vlm_endpoint's API key, if it needs one")
     trust_remote_code: bool = Field(
         False, description="let checkpoints run their own Python code (only for ones you trust)"
     )
@@ -80,6 +91,11 @@ _ROLES: dict[ModelRole, _RoleSpec] = {
     "detector": _RoleSpec(
         "zero-shot detector", frozenset({"owlvit", "owlv2"}), "AutoModelForZeroShotObjectDetection"
     ),
+    "vlm": _RoleSpec(
+        "vision-language model",
+        frozenset({"idefics3", "smolvlm", "llava", "qwen2_vl", "qwen2_5_vl", "paligemma"}),
+        "AutoModelForImageTextToText",
+    ),
 }
 
 
@@ -92,6 +108,7 @@ class Pretrained:
     tokenizer: Any
     image_processor: Any
     device: torch.device
+    processor: Any = None  # the multimodal processor (chat template, image tokens) of a VLM
 
     @property
     def model_type(self) -> str:
@@ -219,6 +236,14 @@ def _from_pretrained(
     model = getattr(transformers, spec.model_class).from_pretrained(
         source, config=config, trust_remote_code=trust
     )
+    if role == "vlm":  # a chat template and image tokens: the processor puts them together
+        processor = transformers.AutoProcessor.from_pretrained(  # type: ignore[no-untyped-call]
+            source, trust_remote_code=trust, **_pillow_backend()
+        )
+        placed = host.place(model)
+        return Pretrained(
+            name, placed, processor.tokenizer, processor.image_processor, host.device, processor
+        )
     tokenizer = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=trust)
     image_processor = transformers.AutoImageProcessor.from_pretrained(  # type: ignore[no-untyped-call]
         source, trust_remote_code=trust, **_pillow_backend()

@@ -51,6 +51,7 @@ EXPERT_MODELS: dict[str, ModelRole] = {
     "blip_answer": "blip_vqa",
     "vilt_answer": "vilt_vqa",
     "detect": "detector",
+    "vlm_answer": "vlm",
 }
 
 

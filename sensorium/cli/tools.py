@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from sensorium.tools import Tool
 
 
+# Experts whose model ships inside a package and runs on the CPU, whatever the settings say.
+PACKAGED_MODELS = {"read_text": "PP-OCRv4 (rapidocr-onnxruntime, ONNX Runtime)"}
+
+
 def describe(tool: Tool, settings: Settings | None = None) -> dict[str, Any]:
     """A tool as plain data; a transformers expert also names its checkpoint and device."""
     from sensorium.agent import Settings
@@ -26,10 +30,15 @@ def describe(tool: Tool, settings: Settings | None = None) -> dict[str, Any]:
     settings = settings or Settings()
     role = EXPERT_MODELS.get(tool.name)
     device = None
-    if role:
+    model = getattr(settings.models, role) if role else PACKAGED_MODELS.get(tool.name)
+    if role == "vlm" and settings.models.vlm_endpoint:
+        device = settings.models.vlm_endpoint  # the server it calls
+    elif role:
         from sensorium.tools.host import resolve_device  # torch: only for transformers experts
 
         device = str(resolve_device(settings.device))
+    elif model:
+        device = "cpu"
     return {
         "name": tool.name,
         "description": tool.description,
@@ -38,7 +47,7 @@ def describe(tool: Tool, settings: Settings | None = None) -> dict[str, Any]:
         "examples": list(tool.examples),
         "answers_questions": tool.answers_questions,
         "implementation": tool.qualname,
-        "model": getattr(settings.models, role) if role else None,
+        "model": model,
         "device": device,
     }
 
