@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -15,8 +16,8 @@ from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 from sensorium import Settings
 from sensorium.agent import Agent
 from sensorium.tools import ImageStore, ModelHost, ToolContext, detector
-from sensorium.tools.detector import THRESHOLD, _things_asked, detect
-from sensorium.tools.hf_models import StandardModels
+from sensorium.tools.detector import THRESHOLD, _things_asked, box_scores, detect
+from sensorium.tools.hf_models import StandardModels, load_pretrained
 
 
 @pytest.fixture
@@ -166,3 +167,17 @@ def test_the_cli_saves_the_image_with_the_boxes(  # type: ignore[no-untyped-def]
         str(out),
     )
     assert again.code == 0 and not out.exists() and "nothing saved" in again.err
+
+
+def test_a_batch_gives_each_image_what_it_gets_alone(
+    ctx: ToolContext, chelsea: Path, red_image: Path
+) -> None:
+    model = load_pretrained(ctx, "detector")
+    cat = (Image.open(chelsea).convert("RGB"), ("cat",))
+    red = (Image.open(red_image).convert("RGB"), ("square", "circle", "dog"))  # more labels
+    together = box_scores(model, [cat, red])
+    for item, (scores, boxes) in zip([cat, red], together, strict=True):
+        ((alone_scores, alone_boxes),) = box_scores(model, [item])
+        assert scores.shape == alone_scores.shape == (len(boxes), len(item[1]))
+        np.testing.assert_allclose(scores, alone_scores, atol=1e-5)
+        np.testing.assert_allclose(boxes, alone_boxes, atol=1e-3)

@@ -18,8 +18,9 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from sensorium.tools import ImageStore, ModelHost, ToolContext
-from sensorium.tools.hf_models import StandardModels
+from sensorium.tools.hf_models import StandardModels, load_pretrained
 from sensorium.tools.vlm import SHORT_ANSWER, vlm_answer
+from sensorium.tools.vlm_local import answers
 
 
 def context(tmp_path: Path, **models: Any) -> ToolContext:
@@ -156,3 +157,17 @@ def test_a_missing_checkpoint_says_how_to_provide_it(tmp_path: Path, chelsea: Pa
     evidence = vlm_answer.run(ctx, {"image": ctx.images.add(chelsea), "question": "What?"})
     assert evidence.error is not None and "vision-language model" in evidence.error
     assert "[models] vlm" in evidence.error
+
+
+def test_a_batch_gives_each_request_what_it_gets_alone(
+    tmp_path: Path, tiny: dict[str, Path], chelsea: Path, red_image: Path
+) -> None:
+    ctx = context(tmp_path, vlm=str(tiny["vlm"]))
+    model = load_pretrained(ctx, "vlm")
+    first = (Image.open(chelsea).convert("RGB"), "What is this?")
+    second = (Image.open(red_image).convert("RGB"), "Is this a photo of a red cat or a dog?")
+    together = answers(model, [first, second])  # prompts of different lengths: left padding
+    for item, (text, log_probs) in zip([first, second], together, strict=True):
+        ((alone_text, alone_log_probs),) = answers(model, [item])
+        assert text == alone_text
+        assert log_probs == pytest.approx(alone_log_probs, abs=1e-4)

@@ -1,5 +1,6 @@
 """The zero-shot detector (standard profile): boxes for named things, with OWL-ViT or OWLv2
 through transformers, and the presence, counting and location questions they answer.
+Concurrent requests share a forward pass through the host's micro-batcher.
 
 A box's score is the model's sigmoid probability that the box shows the label. Boxes below
 `THRESHOLD` are dropped, then overlapping boxes of one label are merged (non-maximum
@@ -19,7 +20,7 @@ from PIL import Image
 
 from sensorium.tools.base import ToolContext, expert
 from sensorium.tools.evidence import Evidence, ImageRef
-from sensorium.tools.hf_models import Pretrained, load_pretrained
+from sensorium.tools.hf_models import Pretrained, batched, load_pretrained
 from sensorium.tools.questions import is_negated, question_kind, yes_no_subject
 
 THRESHOLD = 0.1  # OWL-ViT's own examples keep boxes above 0.1
@@ -39,9 +40,8 @@ def detect_boxes(
 ) -> tuple[list[dict[str, Any]], float]:
     """Boxes (label, score, [x0, y0, x1, y1] in pixels) above the threshold after suppression,
     best first, and the best score of any box (kept or not)."""
-    model = load_pretrained(ctx, "detector")
     pixels = ctx.images.load(image)
-    scores, boxes = box_scores(model, pixels, labels)
+    scores, boxes = batched(ctx, "detector", box_scores, (pixels, tuple(labels)))
     best_any = float(scores.max()) if scores.size else 0.0
     found: list[dict[str, Any]] = []
     for index in np.argsort(-scores.max(axis=1)):
@@ -52,34 +52,50 @@ def detect_boxes(
         box = boxes[index]
         if any(f["label"] == labels[label] and _iou(f["box"], box) > NMS_IOU for f in found):
             continue
-        found.append(
-            {"label": labels[label], "score": score, "box": [round(float(v), 1) for v in box]}
-        )
+        corners = [round(float(v), 1) for v in box]
+        found.append({"label": labels[label], "score": score, "box": corners})
     return found, best_any
 
 
 def box_scores(
-    model: Pretrained, pixels: Image.Image, labels: list[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per candidate box: each label's probability (sigmoid of the logits), and the box's
-    corners in the image's pixels."""
-    queries = model.texts([f"a photo of a {label}" for label in labels], padding="max_length")
-    inputs = model.images([pixels]) | {
-        k: v for k, v in queries.items() if k in ("input_ids", "attention_mask")
+    model: Pretrained, items: list[tuple[Image.Image, tuple[str, ...]]]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each (image, labels): per candidate box, each label's probability (the sigmoid of
+    its logit), and the box's corners in the image's pixels. One forward pass for the batch:
+    label lists are padded to one length by repeating their last label (a query's logits do
+    not depend on the other queries), and the padding is cut off again."""
+    width = max(len(labels) for _, labels in items)
+    queries = [
+        f"a photo of a {label}"
+        for _, labels in items
+        for label in (*labels, *[labels[-1]] * (width - len(labels)))
+    ]
+    texts = model.texts(queries, padding="max_length")
+    inputs = model.images([pixels for pixels, _ in items]) | {
+        k: v for k, v in texts.items() if k in ("input_ids", "attention_mask")
     }
     with torch.inference_mode():
         output = model.model(**inputs)
-    probabilities = torch.sigmoid(output.logits[0].float()).cpu().numpy()
-    cx, cy, w, h = output.pred_boxes[0].float().cpu().numpy().T
-    # OWLv2 pads the image to a square before resizing; OWL-ViT stretches it.
-    width, height = pixels.size
-    if model.model_type == "owlv2":
-        width = height = max(pixels.size)
-    corners = np.stack(
-        [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height],
-        axis=1,
-    )
-    return probabilities, corners
+    results = []
+    for row, (pixels, labels) in enumerate(items):
+        logits = output.logits[row, :, : len(labels)].float()
+        probabilities = torch.sigmoid(logits).cpu().numpy()
+        cx, cy, w, h = output.pred_boxes[row].float().cpu().numpy().T
+        # OWLv2 pads the image to a square before resizing; OWL-ViT stretches it.
+        width_px, height_px = pixels.size
+        if model.model_type == "owlv2":
+            width_px = height_px = max(pixels.size)
+        corners = np.stack(
+            [
+                (cx - w / 2) * width_px,
+                (cy - h / 2) * height_px,
+                (cx + w / 2) * width_px,
+                (cy + h / 2) * height_px,
+            ],
+            axis=1,
+        )
+        results.append((probabilities, corners))
+    return results
 
 
 @expert(

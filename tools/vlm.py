@@ -25,8 +25,8 @@ from PIL import Image
 from sensorium.tools.base import ToolContext, expert
 from sensorium.tools.errors import ModelUnavailableError
 from sensorium.tools.evidence import Evidence, ImageRef
+from sensorium.tools.vlm_local import MAX_NEW_TOKENS, generate_answer
 
-MAX_NEW_TOKENS = 48
 SHORT_ANSWER = "Answer with a single word or a short phrase."
 CAPTION = "Describe this image in one sentence."
 
@@ -53,7 +53,7 @@ def vlm_answer(ctx: ToolContext, image: ImageRef, question: str = "") -> Evidenc
     if ctx.models.vlm_endpoint:
         text, log_probs, details = _ask_endpoint(ctx, pixels, prompt)
     else:
-        text, log_probs, details = _ask_transformers(ctx, pixels, prompt)
+        text, log_probs, details = generate_answer(ctx, pixels, prompt)
     text = text.strip().rstrip(".") if question.strip() else text.strip()
     if not text:
         return Evidence(payload=details | {"skipped": "the model answered nothing"})
@@ -90,7 +90,7 @@ def _ask_endpoint(
         api_key=models.vlm_api_key or "unused",  # type: ignore[arg-type]
         model=models.vlm,
         temperature=0,
-        max_completion_tokens=MAX_NEW_TOKENS,
+        max_completion_tokens=MAX_NEW_TOKENS,  # as many as the transformers backend
         logprobs=True,
         max_retries=0,
         timeout=120,
@@ -115,11 +115,3 @@ def _ask_endpoint(
     if not log_probs:
         details["note"] = "the server returned no log-probabilities; confidence unknown (0)"
     return str(reply.content), log_probs, details
-
-
-def _ask_transformers(
-    ctx: ToolContext, pixels: Image.Image, prompt: str
-) -> tuple[str, list[float], dict[str, Any]]:
-    from sensorium.tools.vlm_local import generate_answer
-
-    return generate_answer(ctx, pixels, prompt)

@@ -1,5 +1,6 @@
 """The VLM expert's transformers backend: `[models] vlm` on the model host, greedy decoding,
-each answer token's log-probability read from the raw logits."""
+each answer token's log-probability read from the raw logits. Concurrent requests share one
+`generate` through the host's micro-batcher (prompts left-padded, with their masks)."""
 
 from __future__ import annotations
 
@@ -9,37 +10,57 @@ import torch
 from PIL import Image
 
 from sensorium.tools.base import ToolContext
-from sensorium.tools.hf_models import generated_log_probs, load_pretrained
+from sensorium.tools.hf_models import Pretrained, batched, generated_log_probs, load_pretrained
+
+MAX_NEW_TOKENS = 48
+Said = tuple[str, list[float]]
 
 
 def generate_answer(
-    ctx: ToolContext, pixels: Image.Image, prompt: str, max_new_tokens: int = 48
+    ctx: ToolContext, pixels: Image.Image, prompt: str
 ) -> tuple[str, list[float], dict[str, Any]]:
     """The model's answer to `prompt` about `pixels`, its tokens' log-probabilities, and where
     it ran."""
-    model = load_pretrained(ctx, "vlm")
+    text, log_probs = batched(ctx, "vlm", answers, (pixels.convert("RGB"), prompt))
+    return text, log_probs, load_pretrained(ctx, "vlm").payload()
+
+
+def answers(model: Pretrained, items: list[tuple[Image.Image, str]]) -> list[Said]:
+    """Greedy answers for a batch of (image, prompt): one `generate`, each row's tokens up to
+    its own stop token."""
     processor = model.processor
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-    text = processor.apply_chat_template(messages, add_generation_prompt=True)
-    inputs = processor(text=[text], images=[[pixels.convert("RGB")]], return_tensors="pt")
+    processor.tokenizer.padding_side = "left"  # generation continues from the right edge
+    texts = [
+        processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}],
+            add_generation_prompt=True,
+        )
+        for _, prompt in items
+    ]
+    inputs = processor(
+        text=texts, images=[[image] for image, _ in items], padding=True, return_tensors="pt"
+    )
     inputs = {
         k: v.to(model.device, model.model.dtype) if v.is_floating_point() else v.to(model.device)
         for k, v in inputs.items()
         if isinstance(v, torch.Tensor)
     }
-    stop_ids = _stop_ids(model.model, processor.tokenizer)
-    with ctx.host.inference():
+    with torch.inference_mode():
         output = model.model.generate(
             **inputs,
-            max_new_tokens=max_new_tokens,
+            max_new_tokens=MAX_NEW_TOKENS,
             do_sample=False,
             output_logits=True,
             return_dict_in_generate=True,
             pad_token_id=processor.tokenizer.pad_token_id,
         )
-    tokens, log_probs = generated_log_probs(output.sequences, output.logits, stop_ids)
-    answer = processor.tokenizer.decode(tokens, skip_special_tokens=True)
-    return answer, [float(v) for v in log_probs], model.payload()
+    stop_ids = _stop_ids(model.model, processor.tokenizer)
+    said = []
+    for row in range(len(items)):
+        tokens, log_probs = generated_log_probs(output.sequences, output.logits, stop_ids, row)
+        text = processor.tokenizer.decode(tokens, skip_special_tokens=True)
+        said.append((text, [float(v) for v in log_probs]))
+    return said
 
 
 def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
