@@ -29,7 +29,7 @@ from sensorium.evals.suite import (
 )
 from sensorium.graphs import Decision
 from sensorium.tools import ImageRef
-from sensorium.tools.profiles import in_profile
+from sensorium.tools.profiles import ROLES, in_profile
 from sensorium.tools.questions import question_kind
 
 SampleRunner = Callable[[Agent, Suite, Row, str], SampleRecord]
@@ -39,10 +39,11 @@ def default_experts(agent: Agent, task: str) -> list[str]:
     """The experts a vqa suite (those that answer questions) or caption suite (describers) asks."""
     if task == "vqa":
         return [t.name for t in agent.registry if t.answers_questions and t.takes_question]
+    readers = ROLES[agent.settings.profile].get("read", ())  # they transcribe, not describe
     return [
         t.name
         for t in agent.registry
-        if t.answers_questions and not t.takes_question and t.needs_image
+        if t.answers_questions and not t.takes_question and t.needs_image and t.name not in readers
     ]
 
 

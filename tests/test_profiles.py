@@ -12,6 +12,7 @@ from sensorium import Agent, LLMSettings, Settings
 from sensorium.tools import Registry
 from sensorium.tools.clip_experts import ClipJointEncoder
 from sensorium.tools.encoder import LiteJointEncoder
+from sensorium.tools.hf_models import StandardModels
 from sensorium.tools.profiles import in_profile
 
 STANDARD = [
@@ -128,3 +129,26 @@ def test_tools_list_shows_the_standard_models_and_device(cli) -> None:  # type: 
 def test_an_unknown_profile_is_refused(cli, profile: str) -> None:  # type: ignore[no-untyped-def]
     result = cli("tools", "list", "--profile", profile)
     assert result.code == 1 and "invalid setting profile" in result.err
+
+
+def test_the_vqa_suites_run_the_new_senses_on_the_standard_profile(
+    tmp_path: Path, tiny: dict[str, Path]
+) -> None:
+    from test_eval_run import VQA_ROWS
+    from test_eval_suite import write_suite
+
+    from sensorium.evals import load_suite, run_suite
+
+    roles = ("clip", "blip_caption", "blip_vqa", "vilt_vqa", "detector", "vlm")
+    settings = standard_settings(tmp_path, tiny).model_copy(
+        update={"models": StandardModels(**{role: str(tiny[role]) for role in roles})}
+    )
+    rows = [
+        *VQA_ROWS,
+        VQA_ROWS[0] | {"id": "q5", "question": "How many cats are there?", "answers": ["1"]},
+    ]
+    suite = load_suite(write_suite(tmp_path / "suite", rows))
+    outcome = run_suite(suite, settings, out=tmp_path / "runs", chat_model=None)
+    assert outcome.results.errors == 0
+    assert {"detect", "vlm_answer", "vilt_answer"} <= set(outcome.results.metrics)
+    assert outcome.results.counts["detect"] == outcome.results.counts["vlm_answer"] == len(rows)
