@@ -56,6 +56,7 @@ from sensorium.tools import (
 from sensorium.tools.encoder import JointEncoder, LiteJointEncoder, compose_query
 from sensorium.tools.indexer import IndexReport, Progress, index_images
 from sensorium.tools.lite_models import embed_texts
+from sensorium.tools.text_index import TextHit, TextIndex, TextIndexReport, index_texts
 from sensorium.tools.vector_index import ImageIndex, SearchHit, open_client
 
 ImageInput = str | Path | bytes | Image.Image | ImageRef
@@ -113,12 +114,14 @@ class Agent:
             max_bytes=self.settings.max_image_bytes,
         )
         self._index: ImageIndex | None = None
+        self._text_index: TextIndex | None = None
         self._index_lock = threading.Lock()
         self.context = ToolContext(
             host=self.host,
             images=self.images,
             cache_dir=self.settings.cache_dir,
             open_index=self.open_index,
+            open_text_index=self.open_text_index,
             models=self.settings.models,
             joint_encoder=lambda: self.encoder,
         )
@@ -199,6 +202,34 @@ class Agent:
                 self._index = ImageIndex(client, encoder.id, encoder.dimension)
             return self._index
 
+    def open_text_index(self) -> TextIndex:
+        """The text collection for the active encoder (beside the image index)."""
+        with self._index_lock:
+            if self._text_index is None:
+                client = open_client(self.settings.index_dir, self.settings.index.url)
+                encoder = self.encoder
+                self._text_index = TextIndex(client, encoder.id, encoder.dimension)
+            return self._text_index
+
+    def index_texts(
+        self, paths: Sequence[str | Path], *, progress: Progress | None = None
+    ) -> TextIndexReport:
+        """Index collection files of texts (JSONL with `id` and `text`, or one text per line);
+        unchanged entries are skipped, changed ones replaced."""
+        return index_texts(
+            self.open_text_index(),
+            self.encoder.encode_texts,
+            [Path(p) for p in paths],
+            batch_size=self.settings.index.batch_size,
+            progress=progress,
+        )
+
+    def search_texts(
+        self, text: str | None = None, *, image: ImageInput | None = None, k: int = 10
+    ) -> list[TextHit]:
+        """Indexed texts closest to an image, a text, or both (the text modifies the image)."""
+        return self.open_text_index().search(self._query_vector(text, image), k)
+
     def index(
         self,
         paths: Sequence[str | Path],
@@ -229,6 +260,10 @@ class Agent:
         self, text: str | None = None, *, image: ImageInput | None = None, k: int = 10
     ) -> list[SearchHit]:
         """Indexed images closest to a text, an example image, or both (text modifies it)."""
+        return self.open_index().search(self._query_vector(text, image), k)
+
+    def _query_vector(self, text: str | None, image: ImageInput | None) -> np.ndarray:
+        """A query in the joint space: a text, an image, or the image modified by the text."""
         if text is not None and (not isinstance(text, str) or not text.strip()):
             raise UserError("the search text is empty; say what to look for, e.g. 'a cat'")
         if text is None and image is None:
@@ -239,10 +274,10 @@ class Agent:
         if image is not None:
             image_vector = encoder.encode_images([self._pixels(image)])[0]
         if text_vector is not None and image_vector is not None:
-            return self.open_index().search(compose_query(image_vector, text_vector), k)
+            return np.asarray(compose_query(image_vector, text_vector))
         vector = text_vector if text_vector is not None else image_vector
         assert vector is not None
-        return self.open_index().search(vector, k)
+        return np.asarray(vector)
 
     def _pixels(self, image: ImageInput) -> Image.Image:
         """Decoded pixels; a file is checked and read without being stored."""

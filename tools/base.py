@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from sensorium.tools.encoder import JointEncoder
     from sensorium.tools.host import ModelHost
     from sensorium.tools.images import ImageStore
+    from sensorium.tools.text_index import TextIndex
     from sensorium.tools.vector_index import ImageIndex
 
 
@@ -47,6 +48,7 @@ class ToolContext:
     images: ImageStore
     cache_dir: Path | None = None  # for derived data worth keeping (label embeddings)
     open_index: Callable[[], ImageIndex] | None = None  # the image index, opened on first use
+    open_text_index: Callable[[], TextIndex] | None = None  # the text collection, likewise
     # Which checkpoints the transformers experts (standard profile) load.
     models: StandardModels = field(default_factory=StandardModels)
     # The profile's joint image-text encoder (default: the lite one), for retrieval.

@@ -1,4 +1,4 @@
-"""`sensorium index` and `sensorium search`: the image collection."""
+"""`sensorium index`, `index-texts` and `search`: the image collection and the text one."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from sensorium.tools import UserError
 
 if TYPE_CHECKING:
     from sensorium.tools.indexer import IndexReport
+    from sensorium.tools.text_index import TextHit
 
 
 @app.command()
@@ -57,6 +58,31 @@ def show_report(report: IndexReport, total: int) -> None:
         err.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
 
 
+@app.command("index-texts")
+def index_texts(
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="JSONL files ({id, text, ...}) or text files (a line each)."),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    config: ConfigOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Index a collection of texts (captions, descriptions, notes) to find by image or text:
+    new and changed entries are embedded, unchanged ones skipped."""
+    agent = open_agent(config, no_llm=True, quiet=as_json)
+    with progress_reporter("Indexing texts", "indexed") as progress:
+        report = agent.index_texts(files, progress=progress)
+    if as_json:
+        typer.echo(json.dumps(report.model_dump()))
+        return
+    out.print(
+        f"added {report.added}, replaced {report.replaced}, unchanged {report.unchanged}; "
+        f"{report.total} text{'s' if report.total != 1 else ''} in the collection",
+        highlight=False,
+    )
+
+
 @app.command()
 def search(
     text: Annotated[str | None, typer.Argument(help="What to look for.")] = None,
@@ -64,14 +90,21 @@ def search(
         Path | None, typer.Option("--image", "-i", help="Find images like this one.")
     ] = None,
     k: Annotated[int, typer.Option("--k", "-k", min=1, help="How many results.")] = 10,
+    texts: Annotated[
+        bool, typer.Option("--texts", help="Search the text collection instead of the images.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
     config: ConfigOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """Search indexed images by text, by an example image, or by both (the text modifies it)."""
+    """Search indexed images (or, with --texts, indexed texts) by text, by an example image,
+    or by both (the text modifies it)."""
     if text is None and image is None:
         raise UserError("give a TEXT to search for, --image PATH, or both")
     agent = open_agent(config, no_llm=True, quiet=as_json)
+    if texts:
+        show_text_hits(agent.search_texts(text, image=image, k=k), as_json)
+        return
     hits = agent.search(text, image=image, k=k)
     if as_json:
         typer.echo(json.dumps([hit.model_dump() for hit in hits], ensure_ascii=False))
@@ -86,4 +119,22 @@ def search(
     table.add_column("labels", style="dim")
     for rank, hit in enumerate(hits, start=1):
         table.add_row(str(rank), hit.path, f"{hit.score:.3f}", hit.labels)
+    out.print(table)
+
+
+def show_text_hits(hits: list[TextHit], as_json: bool) -> None:
+    """Texts found, best first, with their scores and metadata."""
+    if as_json:
+        typer.echo(json.dumps([hit.model_dump() for hit in hits], ensure_ascii=False))
+        return
+    if not hits:
+        out.print("The text collection is empty: run `sensorium index-texts FILE` first.")
+        return
+    table = Table(title=f"{len(hits)} results", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("id")
+    table.add_column("score", justify="right")
+    table.add_column("text")
+    for rank, hit in enumerate(hits, start=1):
+        table.add_row(str(rank), hit.id, f"{hit.score:.3f}", hit.text)
     out.print(table)
