@@ -16,7 +16,7 @@ import numpy as np
 
 from sensorium.tools import Registry, Tool
 from sensorium.tools.profiles import ROLES
-from sensorium.tools.questions import QuestionKind, question_kind
+from sensorium.tools.questions import QuestionKind, asks_for_my_texts, question_kind
 
 # The roles that answer each form of question, best first; a profile names the experts that
 # play each role (`sensorium.tools.profiles.ROLES`).
@@ -36,6 +36,7 @@ _COLOUR_WORDS = {
     "gray", "grey",
 }  # fmt: skip
 _EMBED_WORDS = {"embed", "embedding", "embeddings", "vector", "vectors"}
+
 
 Embedder = Callable[[list[str]], np.ndarray]
 
@@ -158,6 +159,8 @@ class Router:
         chosen: list[str] = []
         if words & _EMBED_WORDS:
             roles: tuple[str, ...] = ("embed",)
+        elif asks_for_my_texts(request):
+            roles = ("texts",)
         elif kind == "yes_no" and words & _COLOUR_WORDS:
             roles = ("colours",)
         else:

@@ -39,7 +39,9 @@ def default_experts(agent: Agent, task: str) -> list[str]:
     """The experts a vqa suite (those that answer questions) or caption suite (describers) asks."""
     if task == "vqa":
         return [t.name for t in agent.registry if t.answers_questions and t.takes_question]
-    readers = ROLES[agent.settings.profile].get("read", ())  # they transcribe, not describe
+    roles = ROLES[agent.settings.profile]
+    # Readers transcribe and matchers look texts up: neither describes.
+    readers = (*roles.get("read", ()), *roles.get("texts", ()))
     return [
         t.name
         for t in agent.registry

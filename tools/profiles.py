@@ -30,6 +30,7 @@ ROLES: dict[str, dict[str, tuple[str, ...]]] = {
         "caption": ("caption",),
         "embed": ("embed_image",),
         "read": ("read_text",),
+        "texts": ("match_text",),
     },
     "standard": {
         "classify": ("clip_classify",),
@@ -39,6 +40,7 @@ ROLES: dict[str, dict[str, tuple[str, ...]]] = {
         "embed": ("clip_embed",),
         "read": ("read_text",),
         "detect": ("detect",),
+        "texts": ("match_text",),
     },
 }
 

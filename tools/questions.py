@@ -121,7 +121,23 @@ _ORDINAL = re.compile(
 
 def is_search_request(request: str) -> bool:
     """True for requests to find images in the user's collection ("find my photos of cats")."""
+    if asks_for_my_texts(request):
+        return False
     return bool(_SEARCH.search(request)) and question_kind(request) != "yes_no"
+
+
+# The user's own texts, not images and not a new caption: "which of my captions fits this?",
+# "find the description that matches this photo".
+_MY_TEXTS = re.compile(
+    r"\bmy (?:\w+ )?(?:captions?|descriptions?|notes?|texts?|labels?)\b|"
+    r"\b(?:captions?|descriptions?|texts?|notes?) (?:that|which) (?:fits?|match(?:es)?|goes)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_for_my_texts(request: str) -> bool:
+    """True for requests to pick texts from the user's text collection for an image."""
+    return bool(_MY_TEXTS.search(request))
 
 
 def split_search_request(request: str) -> tuple[str, str]:
