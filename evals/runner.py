@@ -117,7 +117,9 @@ def run_suite(
         progress(reused, len(rows))
     if todo:
         agent = _workspace_agent(settings, run_dir, chat_model)
-        if suite.corpus is not None:  # retrieval, and agent suites searching a collection
+        if suite.texts is not None:  # image -> text retrieval searches a text collection
+            agent.index_texts([suite.texts])
+        elif suite.corpus is not None:  # retrieval, and agent suites searching a collection
             agent.index([suite.corpus])
         _run_samples(agent, suite, todo, key, records_path, done, workers, progress, len(rows))
     records = [done[row.id] for row in rows]

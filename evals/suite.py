@@ -68,6 +68,12 @@ class SuiteFile(BaseModel):
         description="retrieval and agent: the folder of images indexed as the user's collection "
         "('skimage' for scikit-image's photos; retrieval's default: images)",
     )
+    texts: str | None = Field(
+        None,
+        description="retrieval: a text collection (JSONL with id and text, or one text per "
+        "line; relative to the suite file) searched instead of images; `relevant` then names "
+        "text ids (image -> text retrieval)",
+    )
     metrics: list[str] | None = Field(None, description="metrics to report (default: the task's)")
     experts: list[str] | None = Field(
         None,
@@ -84,6 +90,12 @@ class SuiteFile(BaseModel):
             raise ValueError(
                 f"field 'corpus' applies to tasks {list(CORPUS_TASKS)}, not {self.task!r}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _texts_for_retrieval(self) -> SuiteFile:
+        if self.texts is not None and self.task != "retrieval":
+            raise ValueError(f"field 'texts' applies to task 'retrieval', not {self.task!r}")
         return self
 
     @model_validator(mode="after")
@@ -176,6 +188,7 @@ class Suite(BaseModel):
     rows: list[Row]
     images: Path
     corpus: Path | None = None
+    texts: Path | None = Field(None, description="the text collection a retrieval searches")
     digest: str = Field(description="sha256 of the suite file and its data")
 
     @property
@@ -267,14 +280,23 @@ def load_suite(path: str | Path) -> Suite:
     else:
         data_path = (base / suite_file.data).resolve()
         rows, data_digest = _read_jsonl(data_path, model)
+    texts = (base / suite_file.texts).resolve() if suite_file.texts else None
+    texts_digest = b""
+    if texts is not None:
+        if not texts.is_file():
+            raise SuiteError(f"{path}: field 'texts': file {texts} not found")
+        texts_digest = hashlib.sha256(texts.read_bytes()).hexdigest().encode()
     suite = Suite(
         file=suite_file,
         path=path.resolve(),
         rows=rows,
         images=images,
         corpus=corpus,
-        digest=hashlib.sha256(text.encode() + data_digest.encode()).hexdigest(),
+        texts=texts,
+        digest=hashlib.sha256(text.encode() + data_digest.encode() + texts_digest).hexdigest(),
     )
+    if texts is not None:
+        _check_text_ids(suite, data_path)
     if not suite_file.data.startswith(VQAV2_PREFIX):  # vqav2_rows checked them, per image
         _check_images(suite, data_path)
     return suite
@@ -327,7 +349,7 @@ def _first_error(exc: ValidationError) -> str:
 def _check_images(suite: Suite, data_path: Path) -> None:
     """Every image a row names must exist, so a run never stops half-way on a typo."""
     for number, row in enumerate(suite.rows, 1):
-        for field, name in _image_fields(row):
+        for field, name in _image_fields(row, texts=suite.texts is not None):
             folder = suite.corpus if field == "relevant" else suite.images
             assert folder is not None
             if not (folder / name).is_file():
@@ -336,11 +358,30 @@ def _check_images(suite: Suite, data_path: Path) -> None:
                 )
 
 
-def _image_fields(row: Row) -> list[tuple[str, str]]:
+def _check_text_ids(suite: Suite, data_path: Path) -> None:
+    """Every text a row counts as relevant must be in the suite's collection."""
+    from sensorium.tools.text_index import read_entries
+
+    assert suite.texts is not None
+    try:
+        known = {entry.id for entry in read_entries(suite.texts)}
+    except UserError as exc:
+        raise SuiteError(str(exc)) from None
+    for number, row in enumerate(suite.rows, 1):
+        assert isinstance(row, RetrievalRow)
+        missing = [text_id for text_id in row.relevant if text_id not in known]
+        if missing:
+            raise SuiteError(
+                f"{data_path}:{number}: field 'relevant': text id {missing[0]!r} is not in "
+                f"{suite.texts}"
+            )
+
+
+def _image_fields(row: Row, texts: bool = False) -> list[tuple[str, str]]:
     if isinstance(row, VqaRow | CaptionRow):
         return [("image", row.image)]
     if isinstance(row, RetrievalRow):
-        named = [("relevant", name) for name in row.relevant]
+        named = [] if texts else [("relevant", name) for name in row.relevant]
         return [("query_image", row.query_image), *named] if row.query_image else named
     if isinstance(row, RoutingRow) and isinstance(row.image, str):
         return [("image", row.image)]

@@ -79,9 +79,12 @@ def run_retrieval(agent: Agent, suite: Suite, row: Row, key: str) -> SampleRecor
     corpus = suite.corpus.resolve()
     query_image = (corpus / row.query_image) if row.query_image else None
     start = time.perf_counter()
-    hits = agent.search(row.query, image=query_image, k=10)
+    if suite.texts is not None:  # texts for an image (or a text): ranked by their ids
+        ranked = [hit.id for hit in agent.search_texts(row.query, image=query_image, k=10)]
+    else:
+        hits = agent.search(row.query, image=query_image, k=10)
+        ranked = [_relative(Path(hit.path), corpus) for hit in hits]
     latency = (time.perf_counter() - start) * 1000
-    ranked = [_relative(Path(hit.path), corpus) for hit in hits]
     return SampleRecord(
         key=key,
         id=row.id,

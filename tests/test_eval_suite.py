@@ -115,7 +115,11 @@ def test_suite_names_resolve_to_files_builtins_and_families(tmp_path: Path) -> N
     path = write_suite(tmp_path, [VQA_ROW])
     assert resolve_suite_paths(str(path)) == [path]
     assert [p.stem for p in resolve_suite_paths("routing")] == ["routing"]
-    assert [p.stem for p in resolve_suite_paths("photos")] == ["photos-captions", "photos-vqa"]
+    assert [p.stem for p in resolve_suite_paths("photos")] == [
+        "photos-captions",
+        "photos-text-retrieval",
+        "photos-vqa",
+    ]
     with pytest.raises(SuiteError, match="no suite file or built-in suite named 'nope'"):
         resolve_suite_paths("nope")
     with pytest.raises(SuiteError, match=r"suite file missing\.yaml not found"):

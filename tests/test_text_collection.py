@@ -99,3 +99,32 @@ def test_the_agent_picks_a_caption_for_a_picture(
     hits = result.evidence[0].payload["hits"]
     assert hits[0]["metadata"]["image"] == "chelsea.png" and hits[0]["score"] > 0.5
     assert result.answer == hits[0]["text"] and hits[0]["text"] in result.reply
+
+
+def test_the_image_to_text_suite_scores_each_photos_own_captions(
+    tmp_path: Path, settings: Settings
+) -> None:
+    from sensorium.evals import builtin_suites, load_suite, run_suite
+
+    suite = load_suite(builtin_suites()["photos-text-retrieval"])
+    outcome = run_suite(suite, settings, out=tmp_path / "runs", chat_model=None)
+    scores = outcome.results.metrics["retrieval"]
+    assert outcome.results.errors == 0 and outcome.results.samples == 24
+    assert scores["mrr"] > 0.3  # a photo's own caption is usually near the top (lite: 0.42)
+    assert scores["recall@10"] >= scores["recall@5"] >= scores["recall@1"]
+
+
+def test_a_relevant_text_the_collection_lacks_is_a_suite_error(tmp_path: Path) -> None:
+    from sensorium.evals import SuiteError, load_suite
+
+    (tmp_path / "texts.jsonl").write_text('{"id": "t1", "text": "a cat"}\n')
+    (tmp_path / "rows.jsonl").write_text('{"id": "r1", "query": "cat", "relevant": ["t2"]}\n')
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("name: s\ntask: retrieval\ndata: rows.jsonl\ntexts: texts.jsonl\n")
+    with pytest.raises(
+        SuiteError, match=r"rows\.jsonl:1: field 'relevant': text id 't2' is not in"
+    ):
+        load_suite(suite)
+    suite.write_text("name: s\ntask: vqa\ndata: rows.jsonl\ntexts: texts.jsonl\n")
+    with pytest.raises(SuiteError, match="field 'texts' applies to task 'retrieval'"):
+        load_suite(suite)
