@@ -114,6 +114,12 @@ class FusionSettings(BaseModel):
         answer, share = max(shares.items(), key=lambda item: (item[1], item[0]))
         return Evidence(expert=PRIOR_EXPERT, answer=answer, confidence=share)
 
+    def knows(self, expert: str) -> bool:
+        """True when a fit calibrated this expert (overall or for some kind of question)."""
+        return expert in self.calibration or any(
+            expert in m for m in self.kind_calibration.values()
+        )
+
     def calibrated(self, expert: str, confidence: float, kind: str | None = None) -> float:
         """An expert's confidence as the probability that it is right, where a map was fitted."""
         calibration = self.kind_calibration.get(kind or "", {}).get(expert)
@@ -261,7 +267,13 @@ def fuse(
     winner, runner_up, more_specific = _rank(support, implied)
     for vote in votes:
         vote.supports_answer = winner in {vote.normalised} | implied[vote.normalised]
-    fused = settings.fused_calibration or CalibrationMap()
+    # The fused map was learned from the decisions of the experts the fit saw; a decision
+    # where an expert it never saw votes keeps the pooled support (calibrated votes or not).
+    fitted = settings.fused_calibration is not None and all(
+        v.expert == PRIOR_EXPERT or settings.knows(v.expert) for v in votes
+    )
+    fused = settings.fused_calibration if fitted else None
+    fused = fused or CalibrationMap()
     confidence = fused(min(1.0, support[winner]))
     abstained = confidence < settings.abstain_below
     agree = sum(v.supports_answer for v in votes)

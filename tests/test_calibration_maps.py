@@ -75,7 +75,7 @@ def test_fusion_pools_calibrated_confidences_and_calibrates_the_decision() -> No
     ]
     assert fuse(evidence).answer == "cat"
     humbled = CalibrationMap(method="platt", a=1.0, b=-6.0)  # 0.99 -> about 0.25
-    settings = FusionSettings(calibration={"boastful": humbled})
+    settings = FusionSettings(calibration={"boastful": humbled, "modest": CalibrationMap()})
     decision = fuse(evidence, settings)
     assert decision.answer == "dog"
     assert {v.expert: v.confidence for v in decision.votes}["boastful"] == pytest.approx(
@@ -145,3 +145,17 @@ def test_calibrated_fusion_is_never_below_the_blind_prior_where_it_was_fitted() 
     assert result.held_out is not None
     assert result.held_out.fused_fitted >= result.held_out.experts["prior"]
     assert result.weights.prior["yes_no"]["yes"] > 0.7
+
+
+def test_the_fused_map_applies_only_to_decisions_of_experts_the_fit_saw() -> None:
+    from sensorium.graphs.fusion import fuse
+    from sensorium.tools import Evidence
+
+    fitted = FusionSettings(
+        calibration={"seen": CalibrationMap()},  # identity, but fitted
+        fused_calibration=CalibrationMap(method="platt", a=1.0, b=3.0),  # pushes support up
+    )
+    seen = fuse([Evidence(expert="seen", answer="cat", confidence=0.6)], fitted)
+    unseen = fuse([Evidence(expert="plugin", answer="cat", confidence=0.6)], fitted)
+    assert seen.confidence > 0.9  # the fit's map
+    assert unseen.confidence == pytest.approx(0.6)  # a map learned elsewhere does not apply
