@@ -15,8 +15,8 @@ from sensorium.tools.evidence import Evidence, ImageRef
         "Which of my captions fits this picture?",
         "Find the caption that matches this photo",
         "Which of my product descriptions matches this image?",
-        "Pick the best description for this picture from my collection",
-        "Which of my notes is about this photo?",
+        "Which text in my collection goes with this image?",
+        "Which entry of my text collection matches this picture?",
     ]
 )
 def match_text(ctx: ToolContext, image: ImageRef, k: int = 5) -> Evidence:
