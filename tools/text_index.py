@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from sensorium.tools.errors import IndexUnavailableError, SensoriumError, UserError
-from sensorium.tools.vector_index import _refusing_embedding_function, batched
+from sensorium.tools.errors import UserError
+from sensorium.tools.vector_index import batched, open_collection
 
 COLLECTION_PREFIX = "sensorium-texts"
 Progress = Callable[[int, int], None]
@@ -104,24 +104,9 @@ class TextIndex:
     def __init__(self, client: Any, encoder: str, dimension: int) -> None:
         self.encoder = encoder
         self.dimension = dimension
-        function = _refusing_embedding_function(encoder, dimension)
-        name = f"{COLLECTION_PREFIX}-{hashlib.sha1(encoder.encode()).hexdigest()[:10]}"
-        try:
-            self._collection = client.get_or_create_collection(
-                name,
-                embedding_function=function,
-                metadata={"encoder": encoder, "dimension": dimension, "hnsw:space": "cosine"},
-            )
-        except SensoriumError:
-            raise
-        except Exception as exc:
-            raise IndexUnavailableError(f"cannot open the text collection: {exc}") from None
-        recorded = self._collection.metadata or {}
-        if recorded.get("encoder") != encoder or recorded.get("dimension") != dimension:
-            raise IndexUnavailableError(
-                f"the text collection was built by encoder {recorded.get('encoder')!r}, not "
-                f"{encoder!r}; index the texts again with the active profile"
-            )
+        self._collection = open_collection(
+            client, COLLECTION_PREFIX, encoder, dimension, "text collection"
+        )
 
     def count(self) -> int:
         """How many texts are indexed."""

@@ -119,6 +119,31 @@ def open_client(path: Path | None = None, url: str | None = None) -> Any:
     return chromadb.PersistentClient(path=str(path), settings=settings)
 
 
+def open_collection(client: Any, prefix: str, encoder: str, dimension: int, what: str) -> Any:
+    """The collection `prefix` keeps for `encoder`; one made by another encoder (or of another
+    dimension) is refused, since its vectors live in another space."""
+    function = _refusing_embedding_function(encoder, dimension)
+    name = f"{prefix}-{hashlib.sha1(encoder.encode()).hexdigest()[:10]}"
+    try:
+        collection = client.get_or_create_collection(
+            name,
+            embedding_function=function,
+            metadata={"encoder": encoder, "dimension": dimension, "hnsw:space": "cosine"},
+        )
+    except SensoriumError:
+        raise
+    except Exception as exc:
+        raise IndexUnavailableError(f"cannot open the {what}: {exc}") from None
+    recorded = collection.metadata or {}
+    if recorded.get("encoder") != encoder or recorded.get("dimension") != dimension:
+        raise IndexUnavailableError(
+            f"the {what} was built by encoder {recorded.get('encoder')!r} "
+            f"({recorded.get('dimension')}-d), not {encoder!r} ({dimension}-d); "
+            "re-index with the active profile"
+        )
+    return collection
+
+
 class ImageIndex:
     """Image embeddings in Chroma, searched by vectors from one encoder."""
 
@@ -126,25 +151,7 @@ class ImageIndex:
         self.encoder = encoder
         self.dimension = dimension
         self._client = client
-        function = _refusing_embedding_function(encoder, dimension)
-        name = f"{COLLECTION_PREFIX}-{hashlib.sha1(encoder.encode()).hexdigest()[:10]}"
-        try:
-            self._collection = client.get_or_create_collection(
-                name,
-                embedding_function=function,
-                metadata={"encoder": encoder, "dimension": dimension, "hnsw:space": "cosine"},
-            )
-        except SensoriumError:
-            raise
-        except Exception as exc:
-            raise IndexUnavailableError(f"cannot open the image index: {exc}") from None
-        recorded = self._collection.metadata or {}
-        if recorded.get("encoder") != encoder or recorded.get("dimension") != dimension:
-            raise IndexUnavailableError(
-                f"the index was built by encoder {recorded.get('encoder')!r} "
-                f"({recorded.get('dimension')}-d), not {encoder!r} ({dimension}-d); "
-                "re-index with the active profile"
-            )
+        self._collection = open_collection(client, COLLECTION_PREFIX, encoder, dimension, "index")
 
     def count(self) -> int:
         """How many images are indexed."""
