@@ -40,7 +40,7 @@ $(VENV)/.demo-installed: pyproject.toml $(LOCK) $(PACKAGE_DIRS) $(VENV)/.llama-i
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml $(LOCK) $(PACKAGE_DIRS) $(VENV)/.llama-installed
-	$(INSTALL) -e ".[dev,llm,evals,serve,ocr]" $(EDITABLE)
+	$(INSTALL) -e ".[dev,llm,evals,serve,ocr,ray]" $(EDITABLE)
 	touch $@
 
 demo: $(VENV)/.demo-installed
@@ -89,7 +89,7 @@ lock:
 	rm -rf $(LOCK_VENV)
 	$(PYTHON) -m venv $(LOCK_VENV)
 	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip
-	$(LOCK_VENV)/bin/pip lock --quiet -o pylock.toml ".[dev,llm,evals,serve,ocr]" \
+	$(LOCK_VENV)/bin/pip lock --quiet -o pylock.toml ".[dev,llm,evals,serve,ocr,ray]" \
 		"torch==$$(sed -n 's/^torch==//p' $(LOCK))" setuptools wheel scikit-build-core
 	$(LOCK_VENV)/bin/python .ci/lock.py pylock.toml \
 		"$$($(LOCK_VENV)/bin/pip --version | cut -d' ' -f2)" > $(LOCK).new

@@ -37,6 +37,8 @@ from sensorium.agent.settings import Settings
 from sensorium.agent.tracing import configure_tracing
 from sensorium.graphs import (
     Decision,
+    ExpertBackend,
+    LocalExperts,
     Plan,
     compile_graph,
     memory_checkpointer,
@@ -158,9 +160,25 @@ class Agent:
             registry=self.registry,
             context=self.context,
             fusion=self.settings.fusion,
-            expert_timeout_s=self.settings.expert_timeout_s,
             max_steps=self.settings.planner.max_steps,
             checkpointer=checkpointer or memory_checkpointer(),
+            experts=self._experts_backend(),
+        )
+
+    def _experts_backend(self) -> ExpertBackend:
+        """Where experts run (`[experts] backend`): here, or on the Ray Serve deployments."""
+        local = LocalExperts(self.context, self.settings.expert_timeout_s)
+        if self.settings.experts.backend == "local":
+            return local
+        from sensorium.tools.ray_experts import RayExperts
+
+        return RayExperts(
+            local,
+            self.images,
+            timeout_s=self.settings.expert_timeout_s,
+            address=self.settings.experts.address,
+            data_dir=self.settings.data_dir,
+            local_tools=self.settings.experts.local,
         )
 
     def _planning_model(

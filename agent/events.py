@@ -53,6 +53,7 @@ class TurnResult(BaseModel):
                     "answer": e.answer,
                     "confidence": round(e.confidence, 4),
                     "latency_ms": round(e.latency_ms, 1),
+                    "where": e.where,
                     "error": e.error,
                     "image": e.image,
                     "call_id": e.call_id,

@@ -7,7 +7,14 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from sensorium.graphs import FusionSettings
@@ -198,6 +205,79 @@ class BatchingSettings(BaseModel):
     )
 
 
+class ReplicaSettings(BaseModel):
+    """How an expert's Ray Serve deployment is sized (`[experts]`, or one expert's override)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    replicas: int = Field(1, ge=1, le=1024, description="replicas each expert's deployment runs")
+    max_replicas: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="above `replicas`: Serve autoscales between the two on load; None: fixed",
+    )
+    target_ongoing_requests: float = Field(
+        2.0, gt=0, description="autoscaling: requests in flight per replica it aims for"
+    )
+    num_cpus: float = Field(1.0, ge=0, description="CPUs each replica reserves (fractions allowed)")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs each replica reserves (fractions allowed)")
+
+    @model_validator(mode="after")
+    def _range(self) -> ReplicaSettings:
+        if self.max_replicas is not None and self.max_replicas < self.replicas:
+            raise PydanticCustomError(
+                "experts_replicas",
+                f"max_replicas ({self.max_replicas}) is below replicas ({self.replicas}); "
+                "raise it, or leave it out for a fixed number",
+            )
+        return self
+
+
+class ExpertsSettings(ReplicaSettings):
+    """Where the experts run: in this process ('local'), or on a Ray Serve application that
+    `sensorium experts up` deployed ('ray'). The sizing fields apply to every deployment;
+    `deployments` overrides them per expert."""
+
+    backend: Literal["local", "ray"] = Field(
+        "local", description="'local': in this process; 'ray': on the Ray Serve deployments"
+    )
+    address: str | None = Field(
+        None,
+        description="the Ray cluster, e.g. 10.0.0.5:6379 or ray://head:10001; None: the "
+        "cluster `experts up` started, else $RAY_ADDRESS",
+    )
+    local: list[str] = Field(
+        default_factory=lambda: ["retrieve", "match_text"],
+        description="experts that stay in the agent's process with backend 'ray': those "
+        "searching the agent's own collections, which live with the agent",
+    )
+    deployments: dict[str, dict[str, float | int | None]] = Field(
+        default_factory=dict,
+        description="per-expert sizing, e.g. {vlm_answer = {num_gpus = 1, replicas = 2}}",
+    )
+
+    @model_validator(mode="after")
+    def _overrides_valid(self) -> ExpertsSettings:
+        for expert in self.deployments:
+            try:
+                self.replica(expert)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                field = ".".join(str(part) for part in first["loc"]) or "sizing"
+                raise PydanticCustomError(
+                    "experts_deployment",
+                    f"experts.deployments.{expert}.{field}: {first['msg']}",
+                ) from None
+        return self
+
+    def replica(self, expert: str) -> ReplicaSettings:
+        """The sizing of one expert's deployment: the defaults, then its override."""
+        defaults = ReplicaSettings.model_fields
+        base = {name: getattr(self, name) for name in defaults}
+        return ReplicaSettings.model_validate(base | self.deployments.get(expert, {}))
+
+
 class Settings(BaseModel):
     """Configuration of an agent. Build one directly, or load it with `load_settings`."""
 
@@ -229,6 +309,7 @@ class Settings(BaseModel):
     index: IndexSettings = Field(default_factory=IndexSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    experts: ExpertsSettings = Field(default_factory=ExpertsSettings)
     models: StandardModels = Field(
         default_factory=StandardModels, description="checkpoints of the standard profile"
     )

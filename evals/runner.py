@@ -49,8 +49,12 @@ class RunOutcome(BaseModel):
 
 
 def config_digest(settings: Settings) -> str:
-    """sha256 of the settings that shape results (paths and the index server excluded)."""
-    shaping = settings.model_dump(mode="json", exclude={"data_dir", "cache_dir", "index"})
+    """sha256 of the settings that shape results (paths, the index server and where the
+    experts run excluded)."""
+    # Where experts run (`experts`) changes no answer: a run resumes locally or on a cluster.
+    shaping = settings.model_dump(
+        mode="json", exclude={"data_dir", "cache_dir", "index", "experts"}
+    )
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()
 
 
@@ -196,11 +200,19 @@ def _workspace_agent(
     settings: Settings, run_dir: Path, chat_model: BaseChatModel | Literal["auto"] | None
 ) -> Agent:
     """An agent whose images, index and threads live in the run folder (the cache is shared)."""
+    experts = settings.experts
+    if experts.backend == "ray" and experts.address is None:
+        # The workspace holds no record of the cluster `experts up` started: name it.
+        from sensorium.tools.ray_cluster import cluster_address
+
+        address = cluster_address(None, settings.data_dir)
+        experts = experts.model_copy(update={"address": address})
     workspace = settings.model_copy(
         update={
             "data_dir": run_dir / "workspace",
             "cache_dir": settings.cache_dir,
             "index": settings.index.model_copy(update={"url": None}),
+            "experts": experts,
         }
     )
     return Agent(workspace, chat_model=chat_model)

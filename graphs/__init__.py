@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING
 from sensorium._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from sensorium.graphs.builder import DEFAULT_MAX_STEPS, ExpertRunner, compile_graph
+    from sensorium.graphs.builder import (
+        DEFAULT_MAX_STEPS,
+        ExpertBackend,
+        ExpertRunner,
+        LocalExperts,
+        compile_graph,
+    )
     from sensorium.graphs.calls import (
         check_call,
         expert_calls,
@@ -45,7 +51,14 @@ else:  # run time: each name is imported on first use (see sensorium._lazy)
     __getattr__, __dir__ = lazy_exports(
         __name__,
         {
-            "sensorium.graphs.builder": ("DEFAULT_MAX_STEPS", "ExpertRunner", "compile_graph"),
+            "sensorium.graphs.builder": (
+                "DEFAULT_MAX_STEPS",
+                "ExpertBackend",
+                "ExpertBackend",
+                "ExpertRunner",
+                "LocalExperts",
+                "compile_graph",
+            ),
             "sensorium.graphs.calls": (
                 "check_call",
                 "expert_calls",
@@ -86,11 +99,13 @@ __all__ = [
     "DEFAULT_MAX_STEPS",
     "CallSource",
     "Decision",
+    "ExpertBackend",
     "ExpertRunner",
     "ExpertTask",
     "FittedWeights",
     "FusionSettings",
     "ImageMemory",
+    "LocalExperts",
     "Plan",
     "Planner",
     "PlannerReply",

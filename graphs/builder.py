@@ -12,6 +12,7 @@ knows nothing of LLMs; `sensorium.build_graph(settings)` wires in the real ones.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -38,41 +39,55 @@ from sensorium.graphs.state import (
     TurnView,
 )
 from sensorium.graphs.tracing import TRACER, in_current_context, record_expert, traced_step
-from sensorium.tools import Evidence, ImageRef, Registry, ToolContext
+from sensorium.tools import Evidence, ImageRef, Registry, Tool, ToolContext
 from sensorium.tools.questions import question_kind
 
 DEFAULT_MAX_STEPS = 4
 
 
-class ExpertRunner:
-    """Runs one tool call with a time limit; any failure becomes Evidence with `error`."""
+# Runs one validated-or-not call of a tool and returns its Evidence, never raising: in this
+# process (`LocalExperts`) or elsewhere (`sensorium.tools.ray_experts.RayExperts`).
+ExpertBackend = Callable[[Tool, dict[str, Any]], Evidence]
 
-    def __init__(self, registry: Registry, context: ToolContext, timeout_s: float) -> None:
-        self.registry = registry
+
+class LocalExperts:
+    """Runs experts in this process, on a thread pool, with a time limit."""
+
+    def __init__(self, context: ToolContext, timeout_s: float) -> None:
         self.context = context
         self.timeout_s = timeout_s
         # Python threads cannot be killed: a timed-out expert finishes in the background
         # while the turn moves on without it.
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sensorium-expert")
 
+    def __call__(self, tool: Tool, arguments: dict[str, Any]) -> Evidence:
+        future = self._pool.submit(in_current_context(tool.run), self.context, arguments)
+        try:
+            evidence: Evidence = future.result(timeout=self.timeout_s)
+        except FutureTimeout:
+            return Evidence(
+                expert=tool.name,
+                error=f"timed out after {self.timeout_s:g} s",
+                latency_ms=self.timeout_s * 1000,
+                image=tool.image_of(arguments),
+            )
+        return evidence
+
+
+class ExpertRunner:
+    """Runs one tool call on a backend, inside its span; any failure becomes Evidence with
+    `error`."""
+
+    def __init__(self, registry: Registry, backend: ExpertBackend) -> None:
+        self.registry = registry
+        self.backend = backend
+
     def __call__(self, call: ToolCall) -> Evidence:
         if call.tool not in self.registry:
             evidence = Evidence(expert=call.tool, error=f"no tool named {call.tool!r} is installed")
             return evidence.model_copy(update={"call_id": call.id})
-        tool = self.registry.get(call.tool)
         with TRACER.start_as_current_span(f"sensorium.expert.{call.tool}") as span:
-            future = self._pool.submit(
-                in_current_context(tool.run), self.context, dict(call.arguments)
-            )
-            try:
-                evidence = future.result(timeout=self.timeout_s)
-            except FutureTimeout:
-                evidence = Evidence(
-                    expert=call.tool,
-                    error=f"timed out after {self.timeout_s:g} s",
-                    latency_ms=self.timeout_s * 1000,
-                    image=tool.image_of(call.arguments),
-                )
+            evidence = self.backend(self.registry.get(call.tool), dict(call.arguments))
             record_expert(span, evidence)
         return evidence.model_copy(update={"call_id": call.id})
 
@@ -108,6 +123,7 @@ def compile_graph(
     max_steps: int = DEFAULT_MAX_STEPS,
     max_calls: int = 16,
     checkpointer: BaseCheckpointSaver[Any] | None = None,
+    experts: ExpertBackend | None = None,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Build and compile the turn graph from its collaborators.
 
@@ -121,9 +137,10 @@ def compile_graph(
         max_steps: most steps of tool calls in one turn
         max_calls: most calls run in one step (the rest come back as errors)
         checkpointer: where threads persist
+        experts: where experts run (default: in this process, `LocalExperts`)
     """
     fusion = fusion or FusionSettings()
-    run_expert = ExpertRunner(registry, context, expert_timeout_s)
+    run_expert = ExpertRunner(registry, experts or LocalExperts(context, expert_timeout_s))
 
     def begin(state: TurnState) -> dict[str, Any]:
         return {
@@ -284,4 +301,12 @@ def compile_graph(
     return graph.compile(checkpointer=checkpointer)
 
 
-__all__ = ["DEFAULT_MAX_STEPS", "ExpertRunner", "compile_graph", "memory_of", "new_call_id"]
+__all__ = [
+    "DEFAULT_MAX_STEPS",
+    "ExpertBackend",
+    "ExpertRunner",
+    "LocalExperts",
+    "compile_graph",
+    "memory_of",
+    "new_call_id",
+]

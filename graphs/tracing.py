@@ -37,6 +37,7 @@ def record_expert(span: trace.Span, evidence: Evidence) -> None:
     span.set_attribute("sensorium.expert", evidence.expert)
     span.set_attribute("sensorium.latency_ms", round(evidence.latency_ms, 3))
     span.set_attribute("sensorium.confidence", evidence.confidence)
+    span.set_attribute("sensorium.where", evidence.where)
     if evidence.answer is not None:
         span.set_attribute("sensorium.answer", evidence.answer)
     if evidence.error:

@@ -114,6 +114,11 @@ class Tool:
         """The sha256 of the image a call is about (any accepted form, even an invalid call)."""
         return _image_sha(arguments.get(self.image_params[0])) if self.image_params else None
 
+    def images_of(self, arguments: dict[str, Any]) -> list[str]:
+        """The sha256 of every image a call names (for shipping them to a remote replica)."""
+        found = (_image_sha(arguments.get(param)) for param in self.image_params)
+        return [sha for sha in found if sha]
+
     def validate_arguments(self, arguments: dict[str, Any]) -> BaseModel:
         """Check arguments against the schema; raises `ToolInputError` naming the field."""
         try:

@@ -48,6 +48,11 @@ class Evidence(BaseModel):
     error: str | None = None
     image: str | None = Field(None, description="sha256 of the image this is about, if any")
     call_id: str | None = Field(None, description="the planner's tool call this answers, if any")
+    where: str = Field(
+        "local",
+        description="where the expert ran: 'local' (the agent's process) or the name of the "
+        "Ray Serve deployment that ran it",
+    )
 
     @property
     def ok(self) -> bool:

@@ -97,6 +97,15 @@ class ImageStore:
         image.save(buffer, format="PNG")
         return self.add_bytes(buffer.getvalue(), name=name, label=name or "image")
 
+    def add_object(self, sha256: str, data: bytes) -> None:
+        """Keep an image another store already checked, under the key that store gave it (a
+        remote expert's replica receiving the agent's image); kept objects are left alone."""
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise ImageInputError(f"{sha256[:80]!r} is not a sha256 image key")
+        target = self._object_path(sha256)
+        if not target.exists():
+            self._write(target, self._decode(data, f"image {sha256[:12]}"))
+
     def require(self, ref: ImageRef | str) -> Path:
         """The stored file of a reference (not decoded); `ImageInputError` if it is unknown."""
         sha = ref.sha256 if isinstance(ref, ImageRef) else ref

@@ -41,6 +41,9 @@ def evidence_table(
     table.add_column("answer")
     table.add_column("confidence", justify="right")
     table.add_column("ms", justify="right")
+    remote = any(e.where != "local" for e in evidence)  # experts on Ray: say which ran where
+    if remote:
+        table.add_column("where", style="dim")
     table.add_column("error", style="red")
     landed = {e.call_id: e for e in evidence if e.call_id}
     rows: list[tuple[str, str | None, Evidence | None, str | None]] = [
@@ -53,15 +56,18 @@ def evidence_table(
         if many_images:
             row.append(escape(names.get(image or "", "")))
         if item is None:
-            row += ["" if refused else "[dim]working...[/]", "", "", escape(refused or "")]
+            row += ["" if refused else "[dim]working...[/]", "", ""]
+            row += [""] if remote else []
+            row.append(escape(refused or ""))
         else:
             silent = item.answer is None and item.error is None
             row += [
                 "[dim](no opinion)[/]" if silent else escape(item.answer or ""),
                 f"{item.confidence:.2f}" if item.error is None and not silent else "",
                 f"{item.latency_ms:.0f}",
-                escape(item.error or ""),
             ]
+            row += [escape(item.where)] if remote else []
+            row.append(escape(item.error or ""))
         table.add_row(*row)
     return table
 
