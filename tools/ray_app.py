@@ -55,7 +55,9 @@ class ExpertReplica:
         self.tool = agent.registry.get(expert)
         self.context = agent.context
         self.images = agent.images
-        self.device = str(agent.host.device)
+        self.host = agent.host
+        self.batches = 0  # Serve's batches, and the calls in them
+        self.calls = 0
         # Serve's batch wrapper (not visible to type checkers) takes the sizes at run time.
         self.run.set_max_batch_size(local.batching.max_batch)  # type: ignore[attr-defined]
         wait_s = local.batching.max_wait_ms / 1000
@@ -72,6 +74,8 @@ class ExpertReplica:
     @serve.batch
     async def run(self, calls: list[dict[str, Any]]) -> list[Evidence]:
         """A batch of calls, run at once so the model host batches their forward passes."""
+        self.batches += 1
+        self.calls += len(calls)
         loop = asyncio.get_running_loop()
         return list(
             await asyncio.gather(
@@ -80,8 +84,18 @@ class ExpertReplica:
         )
 
     def describe(self) -> dict[str, Any]:
-        """Where this replica runs: node, process and the device its models use."""
-        return {"node": socket.gethostname(), "pid": os.getpid(), "device": self.device}
+        """Where this replica runs (node, process, the device its models use) and how much
+        it batched: Serve's batches, and the forward passes its model host shared."""
+        return {
+            "node": socket.gethostname(),
+            "pid": os.getpid(),
+            "device": str(self.host.device),
+            "serve_batches": {"batches": self.batches, "calls": self.calls},
+            "model_batches": {
+                name: {"batches": batcher.batches, "items": batcher.items}
+                for name, batcher in self.host.batchers().items()
+            },
+        }
 
 
 def build_app(settings: Settings, experts: list[str]) -> Any:

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -135,6 +136,7 @@ def start_local(data_dir: Path, num_cpus: float, timeout_s: float = 120.0) -> Lo
             stdin=subprocess.DEVNULL,
             env=env,
             start_new_session=True,  # its own process group: `down` stops exactly it
+            cwd=folder,  # workers import Sensorium as installed, whatever folder this is
         )
     cluster = LocalCluster(
         pid=process.pid, address=f"{_host_address()}:{port}", temp_dir=str(temp_dir)
@@ -208,6 +210,7 @@ def cluster_address(address: str | None, data_dir: Path) -> str:
 def connect(address: str, data_dir: Path) -> ModuleType:
     """Join the cluster at `address` as a driver (once per process); returns `ray`."""
     require_ray()
+    _check_listening(address)
     local = read_local(data_dir)
     if local is not None and local.address == address:
         _use_token_auth()
@@ -217,7 +220,12 @@ def connect(address: str, data_dir: Path) -> ModuleType:
     logging.getLogger("ray.serve").setLevel(logging.WARNING)  # not a line per deployment step
     if not ray.is_initialized():
         try:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+            ray.init(
+                address=address,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+                runtime_env={"working_dir": str(_empty_folder(data_dir))},
+            )
         except (ConnectionError, RuntimeError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ModelUnavailableError(
@@ -225,6 +233,33 @@ def connect(address: str, data_dir: Path) -> ModuleType:
                 "start it with `sensorium experts up` or fix experts.address"
             ) from None
     return ray
+
+
+def _empty_folder(data_dir: Path) -> Path:
+    """An empty folder for the job's `working_dir`. Without one, Ray puts this process's
+    working folder on its workers' import path, and a source checkout there shadows the
+    installed Sensorium in every replica."""
+    folder = data_dir / "ray" / "empty"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _check_listening(address: str, timeout_s: float = 3.0) -> None:
+    """Fail fast when nothing listens at a host:port address: `ray.init` would retry for
+    minutes. Other forms ("auto", "local") are left to Ray."""
+    match = re.fullmatch(r"(?:ray://)?\[?([^\]/]+?)\]?:(\d+)/?", address.strip())
+    if match is None:
+        return
+    host, port = match.group(1), int(match.group(2))
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+    raise ModelUnavailableError(
+        f"no Ray cluster answers at {address} ({why}); start one with `sensorium experts up` "
+        "or fix experts.address"
+    )
 
 
 def _use_token_auth() -> None:

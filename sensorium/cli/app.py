@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from sensorium.tools import SensoriumError
 
@@ -51,7 +52,8 @@ def root(config: ConfigOption = None, debug: DebugOption = False) -> None:
 
 def fail(message: str, code: int = 1) -> None:
     """Print a one-line error and exit."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # Escaped: a message may hold brackets ("pip install 'sensorium[ray]'").
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise SystemExit(code)
 
 
