@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ray import serve
 
+from sensorium.tools.errors import ModelUnavailableError
 from sensorium.tools.evidence import Evidence
 from sensorium.tools.ray_cluster import APP_NAME, DIRECTORY, deployment_name
 
@@ -129,7 +130,14 @@ def build_app(settings: Settings, experts: list[str]) -> Any:
 def deploy(settings: Settings, experts: list[str]) -> None:
     """Run (or update) the application on the connected cluster; returns when it is ready."""
     serve.start(proxy_location="Disabled")  # handles only: no HTTP proxy on the nodes
-    serve.run(build_app(settings, experts), name=APP_NAME, route_prefix=None)
+    try:
+        serve.run(build_app(settings, experts), name=APP_NAME, route_prefix=None)
+    except RuntimeError as exc:  # a replica failed to start: Serve gives up on the app
+        first = (str(exc).strip().splitlines() or ["no message"])[0]
+        raise ModelUnavailableError(
+            f"{first[:240]}; the replicas' errors are in the Serve logs on the cluster "
+            "(session_latest/logs/serve/ under Ray's temp folder)"
+        ) from None
 
 
 def describe(timeout_s: float = 10.0) -> dict[str, Any] | None:

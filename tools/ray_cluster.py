@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -166,6 +167,7 @@ def stop_local(data_dir: Path, timeout_s: float = 20.0) -> bool:
         return False
     _stop_group(cluster.pid, timeout_s)
     record_path(data_dir).unlink(missing_ok=True)
+    shutil.rmtree(cluster.temp_dir, ignore_errors=True)  # Ray's sockets and session logs
     return True
 
 
