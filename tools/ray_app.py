@@ -59,10 +59,22 @@ class ExpertReplica:
         self.host = agent.host
         self.batches = 0  # Serve's batches, and the calls in them
         self.calls = 0
+        self._warm_up()
         # Serve's batch wrapper (not visible to type checkers) takes the sizes at run time.
         self.run.set_max_batch_size(local.batching.max_batch)  # type: ignore[attr-defined]
         wait_s = local.batching.max_wait_ms / 1000
         self.run.set_batch_wait_timeout_s(wait_s)  # type: ignore[attr-defined]
+
+    def _warm_up(self) -> None:
+        """One call on a small grey picture, so the expert's models load while the replica
+        starts (Serve reports it healthy after this) and not on the first user's call."""
+        from PIL import Image
+
+        image = self.images.add_image(Image.new("RGB", (64, 64), "grey"), name="warm-up")
+        arguments: dict[str, Any] = {name: image for name in self.tool.image_params[:1]}
+        if self.tool.takes_question:
+            arguments["question"] = "What is in this picture?"
+        self.tool.run(self.context, arguments)  # a failure here is Evidence, and ignored
 
     async def __call__(self, arguments: dict[str, Any], images: dict[str, bytes]) -> Evidence:
         """Run one call; `images` carries the stored images it names (sha256 -> PNG bytes), so
