@@ -197,6 +197,21 @@ def test_an_agent_answers_with_the_deployed_experts(deployed: Settings, chelsea:
     assert by_expert["classify"].payload["labels"] == here.payload["labels"]
 
 
+def test_the_server_calls_the_deployed_experts(deployed: Settings, chelsea: Path) -> None:
+    import base64
+
+    from fastapi.testclient import TestClient
+
+    from sensorium.server import create_app
+
+    client = TestClient(create_app(Agent(deployed, chat_model=None)))
+    image = "data:image/jpeg;base64," + base64.b64encode(chelsea.read_bytes()).decode()
+    turn = client.post("/api/turns", json={"question": "What animal is this?", "images": [image]})
+    assert turn.status_code == 200, turn.text
+    assert turn.json()["answer"] == "cat"
+    assert {e["where"] for e in turn.json()["evidence"]} == {"expert-classify"}
+
+
 def test_concurrent_calls_share_serve_batches(deployed: Settings, chelsea: Path) -> None:
     from sensorium.tools import ray_app
 
@@ -358,6 +373,34 @@ def test_experts_up_without_ray_says_what_to_install(
     assert result.code == 1
     assert "pip install 'sensorium[ray]'" in result.err
     assert len(result.err.strip().splitlines()) == 1
+
+
+def test_deployments_are_sized_from_the_settings() -> None:
+    from ray import serve
+
+    from sensorium.tools.ray_app import ExpertReplica, deployment_options
+
+    settings = Settings(
+        experts={
+            "num_gpus": 0.25,
+            "deployments": {"vlm_answer": {"replicas": 2, "max_replicas": 6, "num_gpus": 1}},
+        },
+        batching={"max_batch": 32},
+    )
+    fixed = deployment_options(settings, "classify")
+    assert fixed["num_replicas"] == 1 and "autoscaling_config" not in fixed
+    assert fixed["ray_actor_options"] == {"num_cpus": 1.0, "num_gpus": 0.25}
+    assert fixed["max_ongoing_requests"] == 64
+    scaled = deployment_options(settings, "vlm_answer")
+    assert "num_replicas" not in scaled
+    assert scaled["autoscaling_config"] == {
+        "min_replicas": 2,
+        "max_replicas": 6,
+        "target_ongoing_requests": 2.0,
+    }
+    assert scaled["ray_actor_options"]["num_gpus"] == 1
+    for options in (fixed, scaled):  # Serve itself accepts them
+        assert isinstance(ExpertReplica.options(**options), serve.Deployment)
 
 
 def test_sizing_overrides_are_checked_by_name() -> None:

@@ -111,29 +111,34 @@ class ExpertReplica:
         }
 
 
+def deployment_options(settings: Settings, expert: str) -> dict[str, Any]:
+    """Serve's options for an expert's deployment: its sizing from `[experts]` (replicas or
+    autoscaling bounds, CPUs and GPUs per replica) and its queue."""
+    sizing = settings.experts.replica(expert)
+    options: dict[str, Any] = {
+        "name": deployment_name(expert),
+        "ray_actor_options": {"num_cpus": sizing.num_cpus, "num_gpus": sizing.num_gpus},
+        # Room for a batch being computed and the next one filling.
+        "max_ongoing_requests": max(8, 2 * settings.batching.max_batch),
+    }
+    if sizing.max_replicas is not None and sizing.max_replicas > sizing.replicas:
+        options["autoscaling_config"] = {
+            "min_replicas": sizing.replicas,
+            "max_replicas": sizing.max_replicas,
+            "target_ongoing_requests": sizing.target_ongoing_requests,
+        }
+    else:
+        options["num_replicas"] = sizing.replicas
+    return options
+
+
 def build_app(settings: Settings, experts: list[str]) -> Any:
-    """The application for `experts`, sized by `[experts]` (and its per-expert overrides)."""
+    """The application for `experts`: the directory, bound to a deployment per expert."""
     raw = settings.model_dump(mode="json")
-    # Serve's queue per replica: room for a batch being computed and the next one filling.
-    ongoing = max(8, 2 * settings.batching.max_batch)
     bound: dict[str, Any] = {}
     for expert in experts:
-        sizing = settings.experts.replica(expert)
-        options: dict[str, Any] = {
-            "name": deployment_name(expert),
-            "ray_actor_options": {"num_cpus": sizing.num_cpus, "num_gpus": sizing.num_gpus},
-            "max_ongoing_requests": ongoing,
-        }
-        if sizing.max_replicas is not None and sizing.max_replicas > sizing.replicas:
-            options["autoscaling_config"] = {
-                "min_replicas": sizing.replicas,
-                "max_replicas": sizing.max_replicas,
-                "target_ongoing_requests": sizing.target_ongoing_requests,
-            }
-        else:
-            options["num_replicas"] = sizing.replicas
         # `@serve.deployment` made the classes Deployments, which type checkers do not see.
-        replica = ExpertReplica.options(**options)  # type: ignore[attr-defined]
+        replica = ExpertReplica.options(**deployment_options(settings, expert))  # type: ignore[attr-defined]
         bound[expert] = replica.bind(expert, raw)
     directory = ExpertsDirectory.options(name=DIRECTORY)  # type: ignore[attr-defined]
     return directory.bind(settings.profile, bound)
