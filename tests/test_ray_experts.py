@@ -248,6 +248,9 @@ def test_an_expert_not_deployed_is_evidence_naming_it(deployed: Settings, chelse
     evidence = experts(caption, {"image": experts.images.add(chelsea)})
     assert evidence.error is not None and "not deployed" in evidence.error
     assert evidence.where == "expert-caption" and "\n" not in evidence.error
+    # One missing expert does not hold the others back.
+    classify = Registry.discover(TOOLS).get("classify")
+    assert experts(classify, {"image": experts.images.add(chelsea)}).ok
 
 
 def test_experts_named_local_run_in_process(deployed: Settings, red_image: Path) -> None:

@@ -104,38 +104,51 @@ class RayExperts:
 
     def _handle(self, expert: str) -> tuple[Any, str]:
         """The deployment handle of an expert (connecting on first use)."""
+        name = deployment_name(expert)
         with self._lock:
             if expert in self._handles:
-                return self._handles[expert], deployment_name(expert)
-            if self._failed and time.monotonic() - self._failed[0] < RECONNECT_AFTER_S:
-                raise SensoriumError(self._failed[1])
-            try:
-                handle = self._open(expert)
-            except Exception as exc:
-                self._failed = (time.monotonic(), _one_line(exc))
-                raise
-            self._failed = None
-            self._handles[expert] = handle
-            return handle, deployment_name(expert)
+                return self._handles[expert], name
+            deployed = self._connect()
+            if expert not in deployed:  # perhaps deployed since: ask the directory again
+                deployed = self._deployed = self._directory()
+            if expert not in deployed:
+                raise SensoriumError(
+                    f"expert {expert!r} is not deployed on the cluster; redeploy with "
+                    "`sensorium experts up` with it enabled, or add it to experts.local"
+                )
+            from ray import serve
 
-    def _open(self, expert: str) -> Any:
-        connect(cluster_address(self.address, self.data_dir), self.data_dir)
+            self._handles[expert] = serve.get_deployment_handle(deployed[expert], APP_NAME)
+            return self._handles[expert], name
+
+    def _connect(self) -> dict[str, str]:
+        """Join the cluster and read which experts it serves; a failure is remembered for
+        `RECONNECT_AFTER_S`, so calls meanwhile fail at once instead of each waiting."""
+        if self._deployed is not None:
+            return self._deployed
+        if self._failed and time.monotonic() - self._failed[0] < RECONNECT_AFTER_S:
+            raise SensoriumError(self._failed[1])
+        try:
+            connect(cluster_address(self.address, self.data_dir), self.data_dir)
+            self._deployed = self._directory()
+        except Exception as exc:
+            self._failed = (time.monotonic(), _one_line(exc))
+            raise
+        self._failed = None
+        return self._deployed
+
+    def _directory(self) -> dict[str, str]:
+        """{expert: deployment} as the application's directory lists them."""
         from ray import serve
 
-        if self._deployed is None:
-            if APP_NAME not in serve.status().applications:
-                raise SensoriumError(
-                    f"the experts are not deployed ({APP_NAME} is not on the cluster); "
-                    "run `sensorium experts up`"
-                )
-            directory = serve.get_deployment_handle(DIRECTORY, app_name=APP_NAME)
-            self._deployed = directory.describe.remote().result(timeout_s=30)["experts"]
-        if expert not in self._deployed:
+        if APP_NAME not in serve.status().applications:
             raise SensoriumError(
-                f"expert {expert!r} is not deployed on the cluster; redeploy with "
-                "`sensorium experts up` with it enabled, or add it to experts.local"
+                f"the experts are not deployed ({APP_NAME} is not on the cluster); "
+                "run `sensorium experts up`"
             )
-        return serve.get_deployment_handle(self._deployed[expert], app_name=APP_NAME)
+        directory = serve.get_deployment_handle(DIRECTORY, app_name=APP_NAME)
+        found: dict[str, str] = directory.describe.remote().result(timeout_s=30)["experts"]
+        return found
 
 
 def _one_line(exc: BaseException) -> str:
