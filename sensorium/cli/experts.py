@@ -37,7 +37,7 @@ def up(
     debug: DebugOption = False,
 ) -> None:
     """Deploy the active profile's experts on a Ray cluster (a local one by default)."""
-    from sensorium.tools import Registry
+    from sensorium.tools import Registry, UserError
     from sensorium.tools.ray_cluster import connect, read_local, require_ray, start_local
 
     settings = _settings(config)
@@ -48,6 +48,8 @@ def up(
         for tool in Registry.discover(settings.tools, settings.profile)
         if tool.name not in sizing.local
     ]
+    if not remote:
+        raise UserError("no experts to deploy: every enabled expert is in experts.local")
     address = address or sizing.address
     if address is None:
         local = read_local(settings.data_dir)
