@@ -79,8 +79,9 @@ class ExpertReplica:
     async def __call__(self, arguments: dict[str, Any], images: dict[str, bytes]) -> Evidence:
         """Run one call; `images` carries the stored images it names (sha256 -> PNG bytes), so
         replicas need no file system shared with the agent."""
-        for sha, data in images.items():
-            self.images.add_object(sha, data)
+        loop = asyncio.get_running_loop()
+        for sha, data in images.items():  # off the event loop: decoding a new one takes time
+            await loop.run_in_executor(None, self.images.add_object, sha, data)
         evidence: Evidence = await self.run(arguments)
         return evidence
 
@@ -90,6 +91,8 @@ class ExpertReplica:
         self.batches += 1
         self.calls += len(calls)
         loop = asyncio.get_running_loop()
+        # asyncio's default pool (cores + 4 threads): a thread per call of a 16-call batch
+        # measured no better on 2 cores (bench/experts_ray.py, within its run-to-run noise).
         return list(
             await asyncio.gather(
                 *(loop.run_in_executor(None, self.tool.run, self.context, c) for c in calls)
