@@ -378,6 +378,21 @@ def test_experts_up_without_ray_says_what_to_install(
     assert len(result.err.strip().splitlines()) == 1
 
 
+def test_experts_commands_without_a_cluster_say_so(
+    cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    status = cli("experts", "status")
+    assert status.code == 1 and "sensorium experts up" in status.err
+    assert len(status.err.strip().splitlines()) == 1
+    down = cli("experts", "down")
+    assert down.code == 0 and "nothing to remove" in down.out
+    monkeypatch.setenv("SENSORIUM_TOOLS", '["colours"]')
+    monkeypatch.setenv("SENSORIUM_EXPERTS__LOCAL", '["colours"]')
+    up = cli("experts", "up")
+    assert up.code == 1 and "every enabled expert is in experts.local" in up.err
+
+
 def test_deployments_are_sized_from_the_settings() -> None:
     from ray import serve
 
