@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from sensorium.tools.errors import UserError
-from sensorium.tools.vector_index import batched, open_collection
+from sensorium.tools.vector_index import VectorCollection, batched, cosine_score
 
 COLLECTION_PREFIX = "sensorium-texts"
 Progress = Callable[[int, int], None]
@@ -98,19 +98,11 @@ def read_entries(path: Path) -> list[TextEntry]:
     return entries
 
 
-class TextIndex:
+class TextIndex(VectorCollection):
     """Text embeddings in Chroma, searched by vectors from one encoder."""
 
-    def __init__(self, client: Any, encoder: str, dimension: int) -> None:
-        self.encoder = encoder
-        self.dimension = dimension
-        self._collection = open_collection(
-            client, COLLECTION_PREFIX, encoder, dimension, "text collection"
-        )
-
-    def count(self) -> int:
-        """How many texts are indexed."""
-        return int(self._collection.count())
+    prefix = COLLECTION_PREFIX
+    what = "text collection"
 
     def fingerprints(self) -> dict[str, str]:
         """Each indexed id's content fingerprint."""
@@ -132,36 +124,22 @@ class TextIndex:
 
     def search(self, vector: np.ndarray, k: int = 10) -> list[TextHit]:
         """The `k` texts closest to a query vector, best first (score = cosine similarity)."""
-        self._check(vector[None, :])
-        if k < 1:
-            raise UserError(f"k must be at least 1, not {k}")
-        result = self._collection.query(
-            query_embeddings=[vector.astype(np.float32).tolist()],
-            n_results=k,
-            include=["metadatas", "documents", "distances"],
-        )
+        found = self._nearest(vector, k, ["metadatas", "documents"])
         return [
             TextHit(
                 id=item_id,
                 text=str(document),
-                score=min(1.0, 1.0 - float(distance)),
+                score=cosine_score(distance),
                 metadata={k: v for k, v in (meta or {}).items() if not k.startswith("_")},
             )
             for item_id, meta, document, distance in zip(
-                result["ids"][0],
-                result["metadatas"][0],
-                result["documents"][0],
-                result["distances"][0],
+                found["ids"],
+                found["metadatas"],
+                found["documents"],
+                found["distances"],
                 strict=True,
             )
         ]
-
-    def _check(self, vectors: np.ndarray) -> None:
-        if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
-            raise UserError(
-                f"vectors of shape {vectors.shape} do not fit this {self.dimension}-d text "
-                f"collection (encoder {self.encoder})"
-            )
 
 
 def index_texts(

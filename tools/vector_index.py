@@ -144,18 +144,50 @@ def open_collection(client: Any, prefix: str, encoder: str, dimension: int, what
     return collection
 
 
-class ImageIndex:
-    """Image embeddings in Chroma, searched by vectors from one encoder."""
+class VectorCollection:
+    """A Chroma collection of one encoder's vectors: opened (refusing another encoder's),
+    counted, its vectors checked, searched. `ImageIndex` and `TextIndex` add what they store."""
+
+    prefix = COLLECTION_PREFIX
+    what = "index"  # how messages name it
 
     def __init__(self, client: Any, encoder: str, dimension: int) -> None:
         self.encoder = encoder
         self.dimension = dimension
-        self._client = client
-        self._collection = open_collection(client, COLLECTION_PREFIX, encoder, dimension, "index")
+        self._collection = open_collection(client, self.prefix, encoder, dimension, self.what)
 
     def count(self) -> int:
-        """How many images are indexed."""
+        """How many entries are stored."""
         return int(self._collection.count())
+
+    def _nearest(self, vector: np.ndarray, k: int, include: list[str]) -> dict[str, Any]:
+        """Chroma's answer for the `k` entries closest to `vector` (first query only)."""
+        self._check(vector[None, :])
+        if k < 1:
+            raise UserError(f"k must be at least 1, not {k}")
+        # No count() first: it is a second round trip per query. Chroma (>= 1.0) returns
+        # fewer than `k` hits when fewer are stored, and none from an empty collection.
+        fields = [*include, "distances"]
+        result = self._collection.query(
+            query_embeddings=[vector.astype(np.float32).tolist()], n_results=k, include=fields
+        )
+        return {key: result[key][0] for key in ["ids", *fields]}
+
+    def _check(self, vectors: np.ndarray) -> None:
+        if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
+            raise UserError(
+                f"vectors of shape {vectors.shape} do not fit this {self.dimension}-d "
+                f"{self.what} (encoder {self.encoder})"
+            )
+
+
+def cosine_score(distance: float) -> float:
+    """Chroma's cosine distance as a similarity (at most 1)."""
+    return min(1.0, 1.0 - float(distance))
+
+
+class ImageIndex(VectorCollection):
+    """Image embeddings in Chroma, searched by vectors from one encoder."""
 
     def entries(self) -> dict[str, IndexedImage]:
         """Every indexed image by path."""
@@ -182,35 +214,19 @@ class ImageIndex:
 
     def search(self, vector: np.ndarray, k: int = 10) -> list[SearchHit]:
         """The `k` images closest to a query vector, best first (score = cosine similarity)."""
-        self._check(vector[None, :])
-        if k < 1:
-            raise UserError(f"k must be at least 1, not {k}")
-        # No count() first: it is a second round trip per query. Chroma (>= 1.0) returns
-        # fewer than `k` hits when fewer are stored, and none from an empty collection.
-        result = self._collection.query(
-            query_embeddings=[vector.astype(np.float32).tolist()],
-            n_results=k,
-            include=["metadatas", "distances"],
-        )
+        found = self._nearest(vector, k, ["metadatas"])
         return [
             SearchHit(
                 id=item_id,
                 path=str(meta["path"]),
-                score=min(1.0, 1.0 - float(distance)),
+                score=cosine_score(distance),
                 sha256=str(meta["sha256"]),
                 labels=str(meta.get("labels", "")),
             )
             for item_id, meta, distance in zip(
-                result["ids"][0], result["metadatas"][0], result["distances"][0], strict=True
+                found["ids"], found["metadatas"], found["distances"], strict=True
             )
         ]
-
-    def _check(self, vectors: np.ndarray) -> None:
-        if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
-            raise UserError(
-                f"vectors of shape {vectors.shape} do not fit this {self.dimension}-d index "
-                f"(encoder {self.encoder})"
-            )
 
 
 def batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
