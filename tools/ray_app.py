@@ -32,12 +32,13 @@ class ExpertsDirectory:
     """The application's ingress: the profile and the experts it serves, by deployment."""
 
     def __init__(self, profile: str, experts: dict[str, Any]) -> None:
-        # `experts` maps each expert to its deployment's handle; the names are what callers use.
+        # `experts` maps each expert to its deployment's handle (binding them is what makes
+        # them part of the application); callers need only the names.
         self.profile = profile
-        self.experts = {expert: deployment_name(expert) for expert in experts}
+        self.experts = sorted(experts)
 
     def describe(self) -> dict[str, Any]:
-        """The profile and {expert: deployment}."""
+        """The profile and the experts served (each by `deployment_name(expert)`)."""
         return {"profile": self.profile, "experts": self.experts}
 
 
@@ -52,7 +53,6 @@ class ExpertReplica:
         # host, image store, encoder. Its experts run here, never on Ray again.
         local = Settings.model_validate(settings | {"experts": {"backend": "local"}})
         agent = Agent(local, chat_model=None)
-        self.expert = expert
         self.tool = agent.registry.get(expert)
         self.context = agent.context
         self.images = agent.images
@@ -169,7 +169,8 @@ def describe(timeout_s: float = 10.0) -> dict[str, Any] | None:
     directory = serve.get_deployment_handle(DIRECTORY, app_name=APP_NAME)
     found = directory.describe.remote().result(timeout_s=timeout_s)
     deployments = []
-    for expert, name in sorted(found["experts"].items()):
+    for expert in found["experts"]:
+        name = deployment_name(expert)
         info = application.deployments.get(name)
         states = dict(info.replica_states) if info else {}
         handle = serve.get_deployment_handle(name, app_name=APP_NAME)

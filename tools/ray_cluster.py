@@ -24,7 +24,6 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import ModuleType
 
 from sensorium.tools.errors import ModelUnavailableError, UserError
 
@@ -209,8 +208,8 @@ def cluster_address(address: str | None, data_dir: Path) -> str:
     )
 
 
-def connect(address: str, data_dir: Path) -> ModuleType:
-    """Join the cluster at `address` as a driver (once per process); returns `ray`."""
+def connect(address: str, data_dir: Path) -> None:
+    """Join the cluster at `address` as a driver (once per process)."""
     require_ray()
     _check_listening(address)
     local = read_local(data_dir)
@@ -234,7 +233,6 @@ def connect(address: str, data_dir: Path) -> ModuleType:
                 f"cannot reach the Ray cluster at {address} ({first[:160]}); "
                 "start it with `sensorium experts up` or fix experts.address"
             ) from None
-    return ray
 
 
 def _empty_folder(data_dir: Path) -> Path:

@@ -62,7 +62,7 @@ class RayExperts:
         self.local_tools = frozenset(local_tools)
         self._lock = threading.Lock()
         self._handles: dict[str, Any] = {}
-        self._deployed: dict[str, str] | None = None
+        self._deployed: set[str] | None = None  # the experts the application serves
         self._failed: tuple[float, str] | None = None
 
     def __call__(self, tool: Tool, arguments: dict[str, Any]) -> Evidence:
@@ -118,10 +118,10 @@ class RayExperts:
                 )
             from ray import serve
 
-            self._handles[expert] = serve.get_deployment_handle(deployed[expert], APP_NAME)
+            self._handles[expert] = serve.get_deployment_handle(name, APP_NAME)
             return self._handles[expert], name
 
-    def _connect(self) -> dict[str, str]:
+    def _connect(self) -> set[str]:
         """Join the cluster and read which experts it serves; a failure is remembered for
         `RECONNECT_AFTER_S`, so calls meanwhile fail at once instead of each waiting."""
         if self._deployed is not None:
@@ -137,8 +137,8 @@ class RayExperts:
         self._failed = None
         return self._deployed
 
-    def _directory(self) -> dict[str, str]:
-        """{expert: deployment} as the application's directory lists them."""
+    def _directory(self) -> set[str]:
+        """The experts the application's directory lists."""
         from ray import serve
 
         if APP_NAME not in serve.status().applications:
@@ -147,8 +147,7 @@ class RayExperts:
                 "run `sensorium experts up`"
             )
         directory = serve.get_deployment_handle(DIRECTORY, app_name=APP_NAME)
-        found: dict[str, str] = directory.describe.remote().result(timeout_s=30)["experts"]
-        return found
+        return set(directory.describe.remote().result(timeout_s=30)["experts"])
 
 
 def _one_line(exc: BaseException) -> str:

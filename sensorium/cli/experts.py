@@ -51,14 +51,12 @@ def up(
     if not remote:
         raise UserError("no experts to deploy: every enabled expert is in experts.local")
     address = address or sizing.address
+    local = None
     if address is None:
         local = read_local(settings.data_dir)
         if local is None:
-            cpus = sum(
-                (sizing.replica(e).max_replicas or sizing.replica(e).replicas)
-                * sizing.replica(e).num_cpus
-                for e in remote
-            )
+            sizes = [sizing.replica(expert) for expert in remote]
+            cpus = sum((size.max_replicas or size.replicas) * size.num_cpus for size in sizes)
             with err.status("Starting a local Ray cluster"):
                 local = start_local(settings.data_dir, cpus)
             err.print(f"Started a local Ray cluster at {local.address}", highlight=False)
@@ -72,7 +70,7 @@ def up(
     if not as_json:
         err.print(
             'Agents use them with [experts] backend = "ray" (or SENSORIUM_EXPERTS__BACKEND=ray)'
-            + (f' and address = "{address}"' if address != _local_address(settings) else ""),
+            + ("" if local else f' and address = "{address}"'),
             highlight=False,
             markup=False,
         )
@@ -143,13 +141,6 @@ def _settings(config: Any) -> Settings:
     from sensorium.config import load_settings
 
     return load_settings(config or Options.config)
-
-
-def _local_address(settings: Settings) -> str | None:
-    from sensorium.tools.ray_cluster import read_local
-
-    local = read_local(settings.data_dir)
-    return local.address if local else None
 
 
 def _show(found: dict[str, Any] | None, as_json: bool) -> None:
