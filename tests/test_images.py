@@ -330,3 +330,15 @@ def _tiff_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="TIFF")
     return buffer.getvalue()
+
+
+def test_a_damaged_stored_image_is_one_line_naming_it(tmp_path: Path, red_image: Path) -> None:
+    store = ImageStore(tmp_path / "images")
+    ref = store.add(red_image)
+    assert store.ref(ref.sha256) == ImageRef(sha256=ref.sha256, width=ref.width, height=ref.height)
+    store.require(ref).write_bytes(b"not a png any more")
+    for read in (store.ref, store.load):
+        with pytest.raises(ImageInputError, match="is damaged; delete it and add the image again"):
+            read(ref.sha256)
+    with pytest.raises(ImageInputError, match="not in the store"):
+        store.ref("0" * 64)

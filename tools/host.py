@@ -394,6 +394,14 @@ class ModelHost:
         with self._guard:
             return dict(self._batchers)
 
+    def batching_counts(self) -> dict[str, dict[str, int]]:
+        """Per batcher, its forward passes (`batches`) and the requests in them (`items`):
+        items > batches means concurrent requests shared forward passes."""
+        return {
+            name: {"batches": batcher.batches, "items": batcher.items}
+            for name, batcher in self.batchers().items()
+        }
+
     def _in_inference(
         self, fn: Callable[[list[I]], Sequence[R]]
     ) -> Callable[[list[I]], Sequence[R]]:

@@ -85,8 +85,7 @@ class ImageStore:
         sha = hashlib.sha256(data).hexdigest()
         target = self._object_path(sha)
         if target.exists():
-            with Image.open(target) as stored:
-                return ImageRef(sha256=sha, name=name, width=stored.width, height=stored.height)
+            return self.ref(sha, name=name)
         image = self._decode(data, label)
         self._write(target, image)
         return ImageRef(sha256=sha, name=name, width=image.width, height=image.height)
@@ -106,6 +105,16 @@ class ImageStore:
         if not target.exists():
             self._write(target, self._decode(data, f"image {sha256[:12]}"))
 
+    def ref(self, sha256: str, *, name: str = "") -> ImageRef:
+        """The reference of a stored image (its size read from the file's header, not
+        decoded); `ImageInputError` if it is unknown."""
+        path = self.require(sha256)
+        try:
+            with Image.open(path) as stored:
+                return ImageRef(sha256=sha256, name=name, width=stored.width, height=stored.height)
+        except OSError:
+            raise _damaged(path) from None
+
     def require(self, ref: ImageRef | str) -> Path:
         """The stored file of a reference (not decoded); `ImageInputError` if it is unknown."""
         sha = ref.sha256 if isinstance(ref, ImageRef) else ref
@@ -121,10 +130,7 @@ class ImageStore:
             with Image.open(path) as image:
                 return image.convert("RGB")
         except OSError:
-            raise ImageInputError(
-                f"stored image {path.stem[:12]} at {path} is damaged; "
-                "delete it and add the image again"
-            ) from None
+            raise _damaged(path) from None
 
     def _decode(self, data: bytes, label: str) -> Image.Image:
         try:
@@ -174,6 +180,12 @@ class ImageStore:
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
+
+
+def _damaged(path: Path) -> ImageInputError:
+    return ImageInputError(
+        f"stored image {path.stem[:12]} at {path} is damaged; delete it and add the image again"
+    )
 
 
 # Whole MiB / megapixels would print a small limit as "0"; fall back to exact counts.

@@ -107,10 +107,7 @@ class ExpertReplica:
             "pid": os.getpid(),
             "device": str(self.host.device),
             "serve_batches": {"batches": self.batches, "calls": self.calls},
-            "model_batches": {
-                name: {"batches": batcher.batches, "items": batcher.items}
-                for name, batcher in self.host.batchers().items()
-            },
+            "model_batches": self.host.batching_counts(),
         }
 
 

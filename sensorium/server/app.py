@@ -74,15 +74,13 @@ def create_app(agent: Agent, *, token: str | None = None) -> FastAPI:
             "llm": type(agent.chat_model).__name__ if agent.chat_model else None,
             "turns_in_flight": app.state.runner.in_flight,
             # Forward passes shared across conversations: items > batches means they were.
-            "batching": {
-                name: {"batches": batcher.batches, "items": batcher.items}
-                for name, batcher in agent.host.batchers().items()
-            },
+            "batching": agent.host.batching_counts(),
         }
+
+    page = files("sensorium.server").joinpath("web/index.html").read_text("utf-8")
 
     @app.get("/", include_in_schema=False)
     def web_chat() -> HTMLResponse:
-        page = files("sensorium.server").joinpath("web/index.html").read_text("utf-8")
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     @app.exception_handler(NotFound)

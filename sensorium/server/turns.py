@@ -45,8 +45,7 @@ class TurnRunner:
             raise UserError("an image must be a sha256 of a stored image or a data URL")
         spec = spec.strip()
         if _SHA256.fullmatch(spec):
-            with self.agent.images.load(spec) as pixels:  # raises if unknown or damaged
-                return ImageRef(sha256=spec, width=pixels.width, height=pixels.height)
+            return self.agent.images.ref(spec)  # raises if unknown
         if match := _DATA_URL.match(spec):
             try:
                 data = base64.b64decode(spec[match.end() :], validate=True)
