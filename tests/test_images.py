@@ -342,3 +342,13 @@ def test_a_damaged_stored_image_is_one_line_naming_it(tmp_path: Path, red_image:
             read(ref.sha256)
     with pytest.raises(ImageInputError, match="not in the store"):
         store.ref("0" * 64)
+
+
+def test_a_key_that_is_not_a_sha256_never_becomes_a_path(tmp_path: Path) -> None:
+    store = ImageStore(tmp_path / "images")
+    for key in ("..", "../../etc/passwd", "0" * 63 + "/"):
+        for read in (store.require, store.ref, store.load):
+            with pytest.raises(ImageInputError, match="is not a sha256 image key"):
+                read(key)
+        with pytest.raises(ImageInputError, match="is not a sha256 image key"):
+            store.add_object(key, b"")

@@ -20,6 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from sensorium.tools.errors import ImageInputError
 from sensorium.tools.evidence import ImageRef
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 DEFAULT_MAX_PIXELS = 64_000_000  # 8000 x 8000: beyond this a file is treated as a bomb
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
@@ -39,6 +40,9 @@ class ImageStore:
         self.max_bytes = max_bytes
 
     def _object_path(self, sha256: str) -> Path:
+        # Keys come from clients too (an HTTP path, a replica's call): never a path of theirs.
+        if not _SHA256.fullmatch(sha256):
+            raise ImageInputError(f"{sha256[:80]!r} is not a sha256 image key")
         return self.root / "objects" / sha256[:2] / f"{sha256}.png"
 
     def add(self, path: str | Path) -> ImageRef:
@@ -99,8 +103,6 @@ class ImageStore:
     def add_object(self, sha256: str, data: bytes) -> None:
         """Keep an image another store already checked, under the key that store gave it (a
         remote expert's replica receiving the agent's image); kept objects are left alone."""
-        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
-            raise ImageInputError(f"{sha256[:80]!r} is not a sha256 image key")
         target = self._object_path(sha256)
         if not target.exists():
             self._write(target, self._decode(data, f"image {sha256[:12]}"))
