@@ -141,7 +141,8 @@ def detect(
     if question and _WHERE.search(question):
         if not found:
             return Evidence(answer="not found", confidence=1 - best_any, payload=payload)
-        where = _position(found[0]["box"], ctx.images.load(image).size)
+        stored = ctx.images.ref(image.sha256)  # the size from the header: no second decode
+        where = _position(found[0]["box"], (stored.width, stored.height))
         return Evidence(answer=where, confidence=found[0]["score"], payload=payload)
     counts: dict[str, int] = {}
     for box in found:

@@ -16,11 +16,8 @@ mean probability per token (as for BLIP), so a long caption is not punished for 
 from __future__ import annotations
 
 import base64
-import io
 import math
 from typing import Any
-
-from PIL import Image
 
 from sensorium.tools.base import ToolContext, expert
 from sensorium.tools.errors import ModelUnavailableError
@@ -49,11 +46,11 @@ def vlm_answer(ctx: ToolContext, image: ImageRef, question: str = "") -> Evidenc
         question: the question (none: a one-sentence description)
     """
     prompt = f"{question.strip()} {SHORT_ANSWER}" if question.strip() else CAPTION
-    pixels = ctx.images.load(image)
-    if ctx.models.vlm_endpoint:
-        text, log_probs, details = _ask_endpoint(ctx, pixels, prompt)
+    if ctx.models.vlm_endpoint:  # the stored PNG as it is: no decoding and encoding again
+        png = ctx.images.require(image).read_bytes()
+        text, log_probs, details = _ask_endpoint(ctx, png, prompt)
     else:
-        text, log_probs, details = generate_answer(ctx, pixels, prompt)
+        text, log_probs, details = generate_answer(ctx, ctx.images.load(image), prompt)
     text = text.strip().rstrip(".") if question.strip() else text.strip()
     if not text:
         return Evidence(payload=details | {"skipped": "the model answered nothing"})
@@ -67,15 +64,13 @@ def mean_probability(log_probs: list[float]) -> float:
     return min(1.0, math.exp(sum(log_probs) / len(log_probs)))
 
 
-def data_url(image: Image.Image) -> str:
-    """The image as a PNG data URL, as vision APIs take it."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+def data_url(png: bytes) -> str:
+    """PNG bytes as a data URL, as vision APIs take an image."""
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def _ask_endpoint(
-    ctx: ToolContext, pixels: Image.Image, prompt: str
+    ctx: ToolContext, png: bytes, prompt: str
 ) -> tuple[str, list[float], dict[str, Any]]:
     try:
         from langchain_core.messages import HumanMessage
@@ -98,7 +93,7 @@ def _ask_endpoint(
     message = HumanMessage(
         content=[
             {"type": "text", "text": prompt},
-            {"type": "image_url", "image_url": {"url": data_url(pixels)}},
+            {"type": "image_url", "image_url": {"url": data_url(png)}},
         ]
     )
     try:
