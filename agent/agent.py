@@ -8,7 +8,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 from langchain_core.language_models import BaseChatModel
@@ -59,9 +59,10 @@ from sensorium.tools.encoder import JointEncoder, LiteJointEncoder, compose_quer
 from sensorium.tools.indexer import IndexReport, Progress, index_images
 from sensorium.tools.lite_models import embed_texts
 from sensorium.tools.text_index import TextHit, TextIndex, TextIndexReport, index_texts
-from sensorium.tools.vector_index import ImageIndex, SearchHit, open_client
+from sensorium.tools.vector_index import ImageIndex, SearchHit, VectorCollection, open_client
 
 ImageInput = str | Path | bytes | Image.Image | ImageRef
+Collection = TypeVar("Collection", bound=VectorCollection)
 
 
 def check_question(question: object, max_chars: int) -> str:
@@ -115,8 +116,8 @@ class Agent:
             max_pixels=self.settings.max_image_pixels,
             max_bytes=self.settings.max_image_bytes,
         )
-        self._index: ImageIndex | None = None
-        self._text_index: TextIndex | None = None
+        self._client: Any = None  # Chroma's, shared by the image index and the texts
+        self._collections: dict[type[VectorCollection], VectorCollection] = {}
         self._index_lock = threading.Lock()
         self.context = ToolContext(
             host=self.host,
@@ -213,21 +214,21 @@ class Agent:
 
     def open_index(self) -> ImageIndex:
         """The image index for the active encoder (opened once; embedded or over HTTP)."""
-        with self._index_lock:
-            if self._index is None:
-                client = open_client(self.settings.index_dir, self.settings.index.url)
-                encoder = self.encoder
-                self._index = ImageIndex(client, encoder.id, encoder.dimension)
-            return self._index
+        return self._open(ImageIndex)
 
     def open_text_index(self) -> TextIndex:
         """The text collection for the active encoder (beside the image index)."""
+        return self._open(TextIndex)
+
+    def _open(self, kind: type[Collection]) -> Collection:
+        """A collection of the active encoder's vectors, opened once, on one Chroma client."""
         with self._index_lock:
-            if self._text_index is None:
-                client = open_client(self.settings.index_dir, self.settings.index.url)
+            if kind not in self._collections:
+                if self._client is None:
+                    self._client = open_client(self.settings.index_dir, self.settings.index.url)
                 encoder = self.encoder
-                self._text_index = TextIndex(client, encoder.id, encoder.dimension)
-            return self._text_index
+                self._collections[kind] = kind(self._client, encoder.id, encoder.dimension)
+            return cast(Collection, self._collections[kind])
 
     def index_texts(
         self, paths: Sequence[str | Path], *, progress: Progress | None = None
