@@ -178,6 +178,7 @@ class Agent:
             self.images,
             timeout_s=self.settings.expert_timeout_s,
             address=self.settings.experts.address,
+            token_file=self.settings.experts.auth_token_file,
             data_dir=self.settings.data_dir,
             local_tools=self.settings.experts.local,
         )

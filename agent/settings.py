@@ -247,6 +247,12 @@ class ExpertsSettings(ReplicaSettings):
         description="the Ray cluster, e.g. 10.0.0.5:6379 or ray://head:10001; None: the "
         "cluster `experts up` started, else $RAY_ADDRESS",
     )
+    auth_token_file: Path | None = Field(
+        None,
+        description="a file holding the token of the cluster at `address` (owner-only); "
+        "None: Ray's own (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token). The "
+        "cluster `experts up` started uses its own token",
+    )
     local: list[str] = Field(
         default_factory=lambda: ["retrieve", "match_text"],
         description="experts that stay in the agent's process with backend 'ray': those "
@@ -256,6 +262,11 @@ class ExpertsSettings(ReplicaSettings):
         default_factory=dict,
         description="per-expert sizing, e.g. {vlm_answer = {num_gpus = 1, replicas = 2}}",
     )
+
+    @field_validator("auth_token_file")
+    @classmethod
+    def _expand_home(cls, path: Path | None) -> Path | None:
+        return path.expanduser() if path is not None and str(path) else None
 
     @model_validator(mode="after")
     def _overrides_valid(self) -> ExpertsSettings:

@@ -111,7 +111,7 @@ def main() -> None:
     cluster = ray_cluster.start_local(settings.data_dir, num_cpus=4)
     rows: list[tuple[str, dict[str, Any], float | None]] = []
     try:
-        ray_cluster.connect(cluster.address, settings.data_dir)
+        ray_cluster.connect(cluster.target(), settings.data_dir)
         from sensorium.tools import ray_app
 
         for _ in warm:

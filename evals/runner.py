@@ -202,11 +202,14 @@ def _workspace_agent(
     """An agent whose images, index and threads live in the run folder (the cache is shared)."""
     experts = settings.experts
     if experts.backend == "ray" and experts.address is None:
-        # The workspace holds no record of the cluster `experts up` started: name it.
-        from sensorium.tools.ray_cluster import cluster_address
+        # The workspace holds no record of the cluster `experts up` started: name it, and
+        # the file holding its token.
+        from sensorium.tools.ray_cluster import find_cluster
 
-        address = cluster_address(None, settings.data_dir)
-        experts = experts.model_copy(update={"address": address})
+        cluster = find_cluster(None, experts.auth_token_file, settings.data_dir)
+        experts = experts.model_copy(
+            update={"address": cluster.address, "auth_token_file": cluster.token_file}
+        )
     workspace = settings.model_copy(
         update={
             "data_dir": run_dir / "workspace",

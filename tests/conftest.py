@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -48,7 +49,7 @@ def isolated_environment(
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    for name in list(__import__("os").environ):
+    for name in list(os.environ):
         if name.startswith("SENSORIUM_") and name != "SENSORIUM_DATA_DIR":
             monkeypatch.delenv(name)
     monkeypatch.setenv("SENSORIUM_CACHE_DIR", str(shared_cache))

@@ -99,6 +99,12 @@ def test_experts_up_ask_status_down_from_the_command_line(
     try:
         assert up.returncode == 0, up.stderr
         assert cluster is not None and group_alive(cluster.pid)
+        # The cluster's own token, beside its record, for its owner only; the home (new and
+        # empty for the whole run) gets none: a machine where Ray never ran is enough.
+        token = Path(cluster.token_file)
+        assert token.parent == tmp_path / "data" / "ray"
+        assert token.stat().st_mode & 0o777 == 0o600 and len(token.read_text()) == 64
+        assert not (Path.home() / ".ray").exists()
         deployed = json.loads(up.stdout)
         assert {d["expert"] for d in deployed["deployments"]} == set(TOOLS)
 
@@ -129,6 +135,8 @@ def test_experts_up_ask_status_down_from_the_command_line(
         assert "Removed the experts" in down.stdout and "Stopped the local" in down.stdout
         assert not group_alive(cluster.pid)
         assert read_local(tmp_path / "data") is None
+        assert not token.exists()  # the token went with the cluster
+        assert not (Path.home() / ".ray").exists()
     finally:
         stop_local(tmp_path / "data")
 
@@ -140,18 +148,21 @@ def test_experts_up_ask_status_down_from_the_command_line(
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """A local cluster for this module, joined by this process; stopped by its process group."""
     data_dir = tmp_path_factory.mktemp("ray-data")
-    before = os.environ.get("RAY_AUTH_MODE")
+    before = {name: os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")}
     started = start_local(data_dir, num_cpus=4)
     try:
-        connect(started.address, data_dir)
+        connect(started.target(), data_dir)
         yield started
     finally:
         import ray
 
         ray.shutdown()
         stop_local(data_dir)
-        if before is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
+        for name, value in before.items():  # connect() set them for this process
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         assert not group_alive(started.pid)
 
 
@@ -240,6 +251,43 @@ def test_status_lists_deployments_replicas_and_devices(deployed: Settings) -> No
     for item in status["deployments"]:
         assert item["replicas"] == {"RUNNING": 1}
         assert item["replica"]["device"] == "cpu" and item["replica"]["pid"] > 0
+
+
+def test_another_cluster_needs_its_token_in_the_settings(
+    deployed: Settings, cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """From a data folder with no record of the cluster, as on another machine: no token, or a
+    wrong one, is one line saying what to set; `experts.auth_token_file` joins it."""
+    wrong = tmp_path / "wrong-token"
+    wrong.write_text("not the cluster's token")
+
+    def status(**extra: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        env |= {"SENSORIUM_DATA_DIR": str(tmp_path / "elsewhere")} | extra
+        return subprocess.run(
+            [str(SENSORIUM), "experts", "status", "--address", cluster.address, "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    for extra, says in (
+        ({}, "needs a token"),
+        ({"SENSORIUM_EXPERTS__AUTH_TOKEN_FILE": str(wrong)}, "refused the token"),
+        ({"RAY_AUTH_TOKEN": "not the cluster's token"}, "refused the token"),
+        ({"SENSORIUM_EXPERTS__AUTH_TOKEN_FILE": str(tmp_path / "missing")}, "cannot read"),
+    ):
+        started = time.monotonic()
+        refused = status(**extra)
+        assert refused.returncode == 1, refused.stdout
+        assert says in refused.stderr, refused.stderr
+        assert "SENSORIUM_EXPERTS__AUTH_TOKEN_FILE" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert time.monotonic() - started < 15  # not Ray's 20 s of retries
+    joined = status(SENSORIUM_EXPERTS__AUTH_TOKEN_FILE=cluster.token_file)
+    assert joined.returncode == 0, joined.stderr
+    assert json.loads(joined.stdout)["address"] == cluster.address
 
 
 def test_an_expert_not_deployed_is_evidence_naming_it(deployed: Settings, chelsea: Path) -> None:

@@ -23,9 +23,9 @@ from sensorium.tools.images import ImageStore
 from sensorium.tools.ray_cluster import (
     APP_NAME,
     DIRECTORY,
-    cluster_address,
     connect,
     deployment_name,
+    find_cluster,
 )
 
 # After a failed connection, calls fail fast for this long before the next attempt.
@@ -40,6 +40,8 @@ class RayExperts:
         images: the agent's image store; the images a call names travel with it
         timeout_s: the most one call may take, retries included
         address: the Ray cluster (None: the one `experts up` started, else $RAY_ADDRESS)
+        token_file: the file holding that cluster's token (None: the local cluster's own, else
+            Ray's own sources)
         data_dir: where `experts up` recorded its local cluster
         local_tools: experts run by `local` instead
     """
@@ -51,6 +53,7 @@ class RayExperts:
         *,
         timeout_s: float,
         address: str | None,
+        token_file: Path | None = None,
         data_dir: Path,
         local_tools: Iterable[str] = (),
     ) -> None:
@@ -58,6 +61,7 @@ class RayExperts:
         self.images = images
         self.timeout_s = timeout_s
         self.address = address
+        self.token_file = token_file
         self.data_dir = data_dir
         self.local_tools = frozenset(local_tools)
         self._lock = threading.Lock()
@@ -129,7 +133,8 @@ class RayExperts:
         if self._failed and time.monotonic() - self._failed[0] < RECONNECT_AFTER_S:
             raise SensoriumError(self._failed[1])
         try:
-            connect(cluster_address(self.address, self.data_dir), self.data_dir)
+            cluster = find_cluster(self.address, self.token_file, self.data_dir)
+            connect(cluster, self.data_dir)
             self._deployed = self._directory()
         except Exception as exc:
             self._failed = (time.monotonic(), _one_line(exc))

@@ -12,6 +12,7 @@ from sensorium.cli.app import ConfigOption, DebugOption, Options, app, err, out
 
 if TYPE_CHECKING:
     from sensorium.agent import Settings
+    from sensorium.tools.ray_cluster import ClusterTarget
 
 experts_app = typer.Typer(
     help="Run the experts on a Ray cluster, as a Ray Serve application.", no_args_is_help=True
@@ -38,7 +39,13 @@ def up(
 ) -> None:
     """Deploy the active profile's experts on a Ray cluster (a local one by default)."""
     from sensorium.tools import Registry, UserError
-    from sensorium.tools.ray_cluster import connect, read_local, require_ray, start_local
+    from sensorium.tools.ray_cluster import (
+        connect,
+        find_cluster,
+        read_local,
+        require_ray,
+        start_local,
+    )
 
     settings = _settings(config)
     require_ray()  # one line saying what to install, before anything starts
@@ -52,6 +59,7 @@ def up(
         raise UserError("no experts to deploy: every enabled expert is in experts.local")
     address = address or sizing.address
     local = None
+    cluster: ClusterTarget
     if address is None:
         local = read_local(settings.data_dir)
         if local is None:
@@ -60,8 +68,10 @@ def up(
             with err.status("Starting a local Ray cluster"):
                 local = start_local(settings.data_dir, cpus)
             err.print(f"Started a local Ray cluster at {local.address}", highlight=False)
-        address = local.address
-    connect(address, settings.data_dir)
+        cluster = local.target()
+    else:
+        cluster = find_cluster(address, sizing.auth_token_file, settings.data_dir)
+    connect(cluster, settings.data_dir)
     from sensorium.tools import ray_app
 
     with err.status(f"Deploying {len(remote)} experts (each replica loads its models)"):
@@ -70,7 +80,7 @@ def up(
     if not as_json:
         err.print(
             'Agents use them with [experts] backend = "ray" (or SENSORIUM_EXPERTS__BACKEND=ray)'
-            + ("" if local else f' and address = "{address}"'),
+            + ("" if local else f' and address = "{cluster.address}"'),
             highlight=False,
             markup=False,
         )
@@ -85,18 +95,18 @@ def status(
 ) -> None:
     """Show the deployed experts: status, replicas and where they run."""
     from sensorium.tools import UserError
-    from sensorium.tools.ray_cluster import cluster_address, connect, require_ray
+    from sensorium.tools.ray_cluster import connect, require_ray
 
     settings = _settings(config)
     require_ray()
-    where = cluster_address(address or settings.experts.address, settings.data_dir)
-    connect(where, settings.data_dir)
+    cluster = _cluster(settings, address)
+    connect(cluster, settings.data_dir)
     from sensorium.tools import ray_app
 
     found = ray_app.describe()
     if found is None:
-        raise UserError(f"no experts are deployed on {where}; run `sensorium experts up`")
-    _show(found | {"address": where}, as_json)
+        raise UserError(f"no experts are deployed on {cluster.address}; run `sensorium experts up`")
+    _show(found | {"address": cluster.address}, as_json)
 
 
 @experts_app.command("down")
@@ -107,25 +117,20 @@ def down(
 ) -> None:
     """Remove the experts' application; stop the local cluster if `experts up` started it."""
     from sensorium.tools import UserError
-    from sensorium.tools.ray_cluster import (
-        cluster_address,
-        connect,
-        read_local,
-        require_ray,
-        stop_local,
-    )
+    from sensorium.tools.ray_cluster import connect, read_local, require_ray, stop_local
 
     settings = _settings(config)
     require_ray()
     local = read_local(settings.data_dir)
     try:
-        where = cluster_address(address or settings.experts.address, settings.data_dir)
+        cluster = _cluster(settings, address)
     except UserError:
         out.print("No Ray cluster is running for the experts; nothing to remove.")
         return
-    connect(where, settings.data_dir)
+    connect(cluster, settings.data_dir)
     from sensorium.tools import ray_app
 
+    where = cluster.address
     removed = ray_app.undeploy()
     out.print(f"Removed the experts from {where}." if removed else f"No experts on {where}.")
     if local is not None and local.address == where:
@@ -135,6 +140,13 @@ def down(
         with err.status("Stopping the local Ray cluster"):
             stop_local(settings.data_dir)
         out.print("Stopped the local Ray cluster `experts up` started.")
+
+
+def _cluster(settings: Settings, address: str | None) -> ClusterTarget:
+    from sensorium.tools.ray_cluster import find_cluster
+
+    experts = settings.experts
+    return find_cluster(address or experts.address, experts.auth_token_file, settings.data_dir)
 
 
 def _settings(config: Any) -> Settings:
