@@ -20,12 +20,12 @@ its confidence -> how often it was right, per question kind where data allows; f
 the calibrated confidences, and a last map calibrates the pooled support of the decided
 answer. The held-out split reports the expected calibration error (ECE) before and after.
 
-A language prior joins as one more expert: per question kind, the share of each answer among
-the samples (their most common acceptable answer). It votes the most common one ("yes",
-"2", "white"), so when the experts see little, fusion can fall back on what such questions
-usually get, and the fit weighs it like any expert; with the best-expert candidate, fused
-accuracy is never below the prior's where it was fitted. A kind needs `min_kind_samples`
-samples to get a prior: three questions about animals are no prior.
+A language prior is fitted too: per question kind, the share of each answer among the samples
+(their most common acceptable answer). It is no expert: silence is not evidence, so it only
+breaks ties between answers experts gave, and never answers alone. Its blind accuracy
+(always the most common answer: "yes", "2", "white") is reported as the baseline fusion must
+beat. A kind needs `min_kind_samples` samples to get a prior: three questions about animals
+are no prior.
 
 `check_weights` scores a fit on runs it was not fitted on; the lite profile's built-in fit
 (`make fusion-fit`) is checked that way on easy-VQA's test split.
@@ -48,11 +48,10 @@ from sensorium.evals.metrics import (
     expected_calibration_error,
     reliability_bins,
 )
-from sensorium.evals.results import ExpertAnswer, SampleRecord
+from sensorium.evals.results import SampleRecord
 from sensorium.evals.runner import RECORDS_FILE, read_records
 from sensorium.graphs import Decision, FittedWeights, FusionSettings, fuse, normalise_answer
 from sensorium.graphs.calibration import CalibrationMap, fit_map
-from sensorium.graphs.fusion import PRIOR_EXPERT
 from sensorium.tools import Evidence, UserError
 
 POWERS = (1, 2, 4, 8)
@@ -73,6 +72,7 @@ class Candidate(BaseModel):
     calibration: dict[str, CalibrationMap] = {}
     kind_calibration: dict[str, dict[str, CalibrationMap]] = {}
     fused_calibration: CalibrationMap | None = None
+    prior: dict[str, dict[str, float]] = {}
 
     def settings(self) -> FusionSettings:
         """Fusion settings that apply these weights and maps (unknown experts get none)."""
@@ -83,6 +83,7 @@ class Candidate(BaseModel):
             calibration=self.calibration,
             kind_calibration=self.kind_calibration,
             fused_calibration=self.fused_calibration,
+            prior=self.prior,
         )
         if self.abstain_below is not None:
             settings.abstain_below = self.abstain_below
@@ -98,6 +99,7 @@ class SplitScores(BaseModel):
     fused_fitted: float
     best_single: str | None
     best_single_accuracy: float
+    prior: float | None = None  # the blind baseline: always the kind's most common answer
     ece_as_run: dict[str, float] = {}
     ece_fitted: dict[str, float] = {}
     reliability_as_run: dict[str, list[ReliabilityBin]] = {}
@@ -148,13 +150,11 @@ def calibrate(
         )
     fitted_records = train if fit_on == "train" else usable
     prior = fit_prior(fitted_records, min_kind_samples)
-    everything = with_prior(fitted_records, prior)
-    chosen = _fit(everything, min_kind_samples)
-    fitted = _split_scores(everything, chosen, _best_expert(everything))
+    chosen = _fit(fitted_records, min_kind_samples, prior)
+    fitted = _split_scores(fitted_records, chosen, _best_expert(fitted_records))
     if len(test) >= 5 and len(train) >= 10:
         train_prior = fit_prior(train, min_kind_samples)  # the held-out answers stay unseen
-        train, test = with_prior(train, train_prior), with_prior(test, train_prior)
-        train_fit = chosen if fit_on == "train" else _fit(train, min_kind_samples)
+        train_fit = chosen if fit_on == "train" else _fit(train, min_kind_samples, train_prior)
         held_out = _split_scores(test, train_fit, _best_expert(train))
     weights = FittedWeights(
         weights=chosen.weights,
@@ -165,7 +165,7 @@ def calibrate(
         fused_calibration=chosen.fused_calibration,
         prior=prior,
         fitted_on={
-            "samples": len(everything),
+            "samples": len(fitted_records),
             "candidate": chosen.name,
             "split": "train" if fit_on == "train" else "all",
             "holdout": holdout,
@@ -180,11 +180,8 @@ def check_weights(records: Sequence[SampleRecord], weights: FittedWeights) -> Sp
     usable = [r for r in records if r.expected and r.experts and not r.error]
     if not usable:
         raise UserError("the run has no scored samples with expert answers to check weights on")
-    scored = with_prior(usable, weights.prior)
-    candidate = Candidate(
-        name="the weights file", **weights.model_dump(exclude={"prior", "fitted_on"})
-    )
-    return _split_scores(scored, candidate, _best_expert(scored))
+    candidate = Candidate(name="the weights file", **weights.model_dump(exclude={"fitted_on"}))
+    return _split_scores(usable, candidate, _best_expert(usable))
 
 
 def fit_prior(records: Sequence[SampleRecord], min_samples: int = 1) -> dict[str, dict[str, float]]:
@@ -203,24 +200,17 @@ def fit_prior(records: Sequence[SampleRecord], min_samples: int = 1) -> dict[str
     }
 
 
-def with_prior(
-    records: Sequence[SampleRecord], prior: dict[str, dict[str, float]]
-) -> list[SampleRecord]:
-    """The records with the prior's answer beside the experts', scored like theirs."""
-    settings = FusionSettings(prior=prior)
-    result = []
+def prior_accuracy(records: Sequence[SampleRecord], prior: dict[str, dict[str, float]]) -> float:
+    """The blind baseline: the score of always answering the kind's most common answer (no
+    answer for a kind without a prior, which scores 0)."""
+    if not records:
+        return 0.0
+    total = 0.0
     for record in records:
-        vote = settings.prior_vote(record.kind)
-        if vote is None or not record.experts:
-            result.append(record)
-            continue
-        answer = ExpertAnswer(
-            answer=vote.answer, confidence=vote.confidence, score=_score(record, vote.answer)
-        )
-        result.append(
-            record.model_copy(update={"experts": record.experts | {PRIOR_EXPERT: answer}})
-        )
-    return result
+        shares = prior.get(record.kind or "")
+        if shares:
+            total += _score(record, max(shares.items(), key=lambda item: (item[1], item[0]))[0])
+    return total / len(records)
 
 
 def replay(record: SampleRecord, settings: FusionSettings) -> float:
@@ -244,14 +234,20 @@ def _score(record: SampleRecord, answer: str | None) -> float:
     return ANSWER_METRICS[record.answer_metric or "vqa_accuracy"](answer, record.expected)
 
 
-def _fit(records: list[SampleRecord], min_kind_samples: int) -> Candidate:
+def _fit(
+    records: list[SampleRecord], min_kind_samples: int, prior: dict[str, dict[str, float]]
+) -> Candidate:
     calibration, kind_calibration = _expert_maps(records, min_kind_samples)
     scored: list[tuple[float, Candidate]] = []
     for candidate in _candidates(records, min_kind_samples):
         candidate = _with_fused_map(
             records,
             candidate.model_copy(
-                update={"calibration": calibration, "kind_calibration": kind_calibration}
+                update={
+                    "calibration": calibration,
+                    "kind_calibration": kind_calibration,
+                    "prior": prior,
+                }
             ),
         )
         score = _accuracy(records, candidate)
@@ -384,6 +380,7 @@ def _split_scores(records: list[SampleRecord], chosen: Candidate, best: str) -> 
         fused_fitted=_accuracy(records, chosen),
         best_single=best,
         best_single_accuracy=experts.get(best, 0.0),
+        prior=prior_accuracy(records, chosen.prior) if chosen.prior else None,
     )
 
 

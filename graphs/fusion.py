@@ -8,6 +8,12 @@ honest when weak experts agree by accident (correlated errors are the rule, not 
 
 An open answer also supports the more general answers it implies ("egyptian cat" is a cat), so
 experts that answer at different specificity agree instead of splitting the vote.
+
+Silence is not evidence: a language prior (how often each answer is right for this kind of
+question) only breaks ties between answers that experts gave; it never answers alone, never
+votes, and is never named. And a confidence is a probability the system can defend: a
+decision is never surer than the surest calibrated expert behind it, and no confidence
+reaches 0 or 1 (no finite evidence makes an answer certain).
 """
 
 from __future__ import annotations
@@ -27,8 +33,11 @@ from sensorium.graphs.calibration import CalibrationMap
 from sensorium.graphs.normalize import normalise_answer
 from sensorium.tools import Evidence, UserError
 
-PRIOR_EXPERT = "prior"
-"""The name the language prior votes under: the most common answer to this kind of question."""
+CONFIDENCE_CEILING = 0.99
+CONFIDENCE_FLOOR = 0.01
+"""No calibrated or fused confidence exceeds the ceiling, and no decision's falls below the
+floor: a map fitted on finitely many answers cannot defend 100%, nor a decision 0%. (A vote
+may be calibrated down to 0: its expert is nearly always wrong there, and it adds nothing.)"""
 
 
 class FusionSettings(BaseModel):
@@ -68,8 +77,9 @@ class FusionSettings(BaseModel):
     )
     prior: dict[str, dict[str, float]] = Field(
         default_factory=dict,
-        description="per question kind: answer -> its share of the training answers; the most "
-        f"common one votes as the expert {PRIOR_EXPERT!r} (from a weights file)",
+        description="per question kind: answer -> its share of the training answers; it "
+        "breaks ties between answers experts gave, and never answers alone (from a weights "
+        "file)",
     )
 
     builtin_fit: bool = Field(
@@ -106,13 +116,10 @@ class FusionSettings(BaseModel):
         self.fused_calibration = self.fused_calibration or fitted.fused_calibration
         self.prior = fitted.prior | self.prior
 
-    def prior_vote(self, kind: str | None) -> Evidence | None:
-        """The language prior's answer to a kind of question, as evidence (None: no prior)."""
-        shares = self.prior.get(kind or "")
-        if not shares:
-            return None
-        answer, share = max(shares.items(), key=lambda item: (item[1], item[0]))
-        return Evidence(expert=PRIOR_EXPERT, answer=answer, confidence=share)
+    def prior_share(self, answer: str, kind: str | None) -> float:
+        """How often a (normalised) answer was right for this kind of question in training
+        (0 without a prior): a tie-breaker between answers experts gave, never a vote."""
+        return self.prior.get(kind or "", {}).get(answer, 0.0)
 
     def knows(self, expert: str) -> bool:
         """True when a fit calibrated this expert (overall or for some kind of question)."""
@@ -121,10 +128,12 @@ class FusionSettings(BaseModel):
         )
 
     def calibrated(self, expert: str, confidence: float, kind: str | None = None) -> float:
-        """An expert's confidence as the probability that it is right, where a map was fitted."""
+        """An expert's confidence as the probability that it is right, where a map was fitted
+        (else its own), at most CONFIDENCE_CEILING."""
         calibration = self.kind_calibration.get(kind or "", {}).get(expert)
         calibration = calibration or self.calibration.get(expert)
-        return calibration(confidence) if calibration is not None else confidence
+        value = calibration(confidence) if calibration is not None else confidence
+        return min(CONFIDENCE_CEILING, value)
 
     def weight(self, expert: str, kind: str | None = None) -> float:
         """The reliability weight of an expert (for a kind of question, where fitted)."""
@@ -178,7 +187,12 @@ class Vote(BaseModel):
     expert: str
     answer: str
     normalised: str
-    confidence: float
+    confidence: float = Field(
+        description="the probability that this answer is right: the expert's own confidence "
+        "through its calibration map (the one confidence shown for it)"
+    )
+    raw_confidence: float = Field(0.0, description="the expert's own, uncalibrated confidence")
+    call_id: str | None = Field(None, description="the tool call whose evidence this is")
     weight: float
     supports_answer: bool = Field(
         False,
@@ -221,17 +235,14 @@ def fuse(
     settings = settings or FusionSettings()
     items = list(evidence)
     image = next((e.image for e in items if e.image), None)
-    prior = settings.prior_vote(kind)
-    if prior is not None and items:
-        # When the experts see little (or stay silent), the answer most questions of this
-        # kind have wins. Asked nobody, fusion guesses nothing.
-        items.append(prior.model_copy(update={"image": image}))
     votes = [
         Vote(
             expert=e.expert,
             answer=e.answer,
             normalised=normalise_answer(e.answer),
             confidence=settings.calibrated(e.expert, e.confidence, kind),
+            raw_confidence=e.confidence,
+            call_id=e.call_id,
             weight=settings.weight(e.expert, kind),
         )
         for e in items
@@ -239,13 +250,7 @@ def fuse(
     ]
     votes = [v for v in votes if v.normalised and v.weight > 0]
     if not votes:
-        failed = [e.expert for e in items if e.error]
-        reason = (
-            f"no expert answered ({', '.join(failed)} failed)"
-            if failed
-            else "no expert could answer this question"
-        )
-        return Decision(image=image, reason=reason)
+        return Decision(image=image, reason=_silence(items))
     total_weight = sum(v.weight for v in votes)
     answers = {v.normalised for v in votes}
     # The more general answers each answer implies, among those given.
@@ -255,26 +260,32 @@ def fuse(
     }
     support: dict[str, float] = defaultdict(float)
     backing: dict[str, float] = defaultdict(float)
+    surest: dict[str, float] = defaultdict(float)  # the surest voter behind each answer
     shown: dict[str, str] = {}
     for vote in votes:
         for answer in {vote.normalised} | implied[vote.normalised]:
             support[answer] += vote.weight * vote.confidence / total_weight
             backing[answer] += vote.weight / total_weight
+            surest[answer] = max(surest[answer], vote.confidence)
         # Show the answer as the most confident voter wrote it.
         best = shown.get(vote.normalised)
         if best is None or vote.confidence > _confidence_of(votes, vote.normalised, best):
             shown[vote.normalised] = vote.answer
-    winner, runner_up, more_specific = _rank(support, implied)
+    prior = {answer: settings.prior_share(answer, kind) for answer in answers}
+    winner, runner_up, more_specific = _rank(support, implied, prior)
     for vote in votes:
         vote.supports_answer = winner in {vote.normalised} | implied[vote.normalised]
     # The fused map was learned from the decisions of the experts the fit saw; a decision
     # where an expert it never saw votes keeps the pooled support (calibrated votes or not).
-    fitted = settings.fused_calibration is not None and all(
-        v.expert == PRIOR_EXPERT or settings.knows(v.expert) for v in votes
-    )
-    fused = settings.fused_calibration if fitted else None
-    fused = fused or CalibrationMap()
-    confidence = fused(min(1.0, support[winner]))
+    fitted = settings.fused_calibration is not None and all(settings.knows(v.expert) for v in votes)
+    fused_map = (settings.fused_calibration if fitted else None) or CalibrationMap()
+
+    def confidence_of(answer: str) -> float:
+        # Never surer than the surest calibrated expert behind the answer: agreement between
+        # experts whose errors correlate is no evidence beyond its best member.
+        return _bounded(min(fused_map(min(1.0, support[answer])), surest[answer]))
+
+    confidence = confidence_of(winner)
     abstained = confidence < settings.abstain_below
     agree = sum(v.supports_answer for v in votes)
     refined = sum(v.supports_answer and v.normalised != winner for v in votes)
@@ -292,23 +303,39 @@ def fuse(
         abstained=abstained,
         best_guess=shown[winner],
         runner_up=shown[runner_up] if runner_up else None,
-        runner_up_confidence=fused(min(1.0, support[runner_up])) if runner_up else 0.0,
+        runner_up_confidence=confidence_of(runner_up) if runner_up else 0.0,
         more_specific=shown[more_specific] if more_specific else None,
-        more_specific_confidence=(
-            fused(min(1.0, support[more_specific])) if more_specific else 0.0
-        ),
+        more_specific_confidence=confidence_of(more_specific) if more_specific else 0.0,
         votes=votes,
         image=image,
         reason=reason,
     )
 
 
+def _silence(items: list[Evidence]) -> str:
+    """Why nobody answered, naming who was asked: the user learns it cannot be told from the
+    image, not a guess."""
+    failed = list(dict.fromkeys(e.expert for e in items if e.error))
+    silent = sorted({e.expert for e in items if not e.error} - set(failed))
+    if failed and not silent:
+        return f"no expert answered ({', '.join(failed)} failed)"
+    if silent:
+        also = f"; {', '.join(failed)} failed" if failed else ""
+        return f"none of the experts asked could tell from the image: {', '.join(silent)}{also}"
+    return "no expert was asked"
+
+
+def _bounded(confidence: float) -> float:
+    return min(CONFIDENCE_CEILING, max(CONFIDENCE_FLOOR, confidence))
+
+
 def _rank(
-    support: dict[str, float], implied: dict[str, frozenset[str]]
+    support: dict[str, float], implied: dict[str, frozenset[str]], prior: dict[str, float]
 ) -> tuple[str, str | None, str | None]:
-    """The best-supported answer, its best competitor (neither a more specific nor a more
-    general form of it), and its best-supported more specific form."""
-    ranked = sorted(implied, key=lambda key: (-support[key], key))
+    """The best-supported answer (ties: the one the prior favours), its best competitor
+    (neither a more specific nor a more general form of it), and its best-supported more
+    specific form."""
+    ranked = sorted(implied, key=lambda key: (-round(support[key], 9), -prior[key], key))
     winner = ranked[0]
     # A more specific answer that is as well supported as its general form says more.
     equal = [

@@ -69,22 +69,9 @@ def strip_punctuation(text: str) -> str:
 
 
 def normalise_answer(answer: str) -> str:
-    """An answer in the official VQA normal form, so equal answers compare equal."""
+    """An answer in the official VQA normal form, so equal answers compare equal. (The
+    metric keeps its own copy of the reference's rules: evals/metrics.py.)"""
     return _normal_form(answer, _CONTRACTIONS)
-
-
-# The official script's own contraction table has "Im", "Ive", "Id've" and "I'dve" in
-# capitals, which never match the lower-cased words they are looked up with.
-_OFFICIAL_CONTRACTIONS = {
-    word: full
-    for word, full in _CONTRACTIONS.items()
-    if word not in {"im", "ive", "id've", "i'dve"}
-}
-
-
-def official_form(answer: str) -> str:
-    """`normalise_answer` to the letter of vqaEval.py, quirks included (the metric's form)."""
-    return _normal_form(answer, _OFFICIAL_CONTRACTIONS)
 
 
 def _normal_form(answer: str, contractions: dict[str, str]) -> str:

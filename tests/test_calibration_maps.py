@@ -105,7 +105,7 @@ def test_calibrate_fits_maps_and_reports_the_error_before_and_after() -> None:
     assert held_out.ece_fitted["boastful"] < 0.1
 
 
-def test_the_prior_is_each_kind_s_answer_shares_and_votes_its_most_common() -> None:
+def test_the_prior_is_each_kind_s_answer_shares() -> None:
     records = [
         SampleRecord(key=f"k:{n}", id=f"s{n}", task="vqa", kind=kind, expected=[truth])
         for n, (kind, truth) in enumerate(
@@ -115,23 +115,41 @@ def test_the_prior_is_each_kind_s_answer_shares_and_votes_its_most_common() -> N
     prior = fit_prior(records)
     assert prior == {"count": {"2": 1.0}, "yes_no": {"no": 0.25, "yes": 0.75}}
     settings = FusionSettings(prior=prior)
-    vote = settings.prior_vote("yes_no")
-    assert vote is not None and (vote.answer, vote.confidence) == ("yes", 0.75)
-    assert settings.prior_vote("colour") is None  # no prior for a kind never seen
+    assert settings.prior_share("yes", "yes_no") == 0.75
+    assert settings.prior_share("yes", "colour") == 0.0  # no prior for a kind never seen
 
 
-def test_fusion_falls_back_on_the_prior_when_the_experts_see_little() -> None:
-    unsure = [Evidence(expert="answer_question", answer="no", confidence=0.3)]
+def test_silence_is_not_evidence_the_prior_only_breaks_ties_between_experts() -> None:
     settings = FusionSettings(prior={"yes_no": {"yes": 0.7, "no": 0.3}})
-    assert fuse(unsure, settings, "yes_no").answer == "yes"
-    sure = [Evidence(expert="answer_question", answer="no", confidence=0.95)]
-    assert fuse(sure, settings, "yes_no").answer == "no"
-    assert fuse([], settings, "yes_no").answer is None  # no expert asked: no guess either
-    silent = [Evidence(expert="classify", answer=None, confidence=0.0)]
-    assert fuse(silent, settings, "yes_no").answer == "yes"
+    # One expert, unsure: its answer stands; the prior adds no vote and no name.
+    unsure = fuse(
+        [Evidence(expert="answer_question", answer="no", confidence=0.3)], settings, "yes_no"
+    )
+    assert unsure.answer == "no" and [v.expert for v in unsure.votes] == ["answer_question"]
+    assert unsure.reason == "1 of 1 experts agree"
+    # Every expert silent: an abstention that names who was asked, never the prior's answer.
+    silent = [
+        Evidence(expert="classify", answer=None, confidence=0.0),
+        Evidence(expert="answer_question", answer=None, confidence=0.0),
+    ]
+    nobody = fuse(silent, settings, "yes_no")
+    assert nobody.abstained and nobody.answer is None and nobody.best_guess is None
+    assert nobody.votes == []
+    assert nobody.reason == (
+        "none of the experts asked could tell from the image: answer_question, classify"
+    )
+    assert fuse([], settings, "yes_no").reason == "no expert was asked"
+    # Two experts disagreeing equally: the prior breaks the tie, without raising confidence.
+    split = [
+        Evidence(expert="answer_question", answer="no", confidence=0.6),
+        Evidence(expert="classify", answer="yes", confidence=0.6),
+    ]
+    tied = fuse(split, settings, "yes_no")
+    assert tied.best_guess == "yes" and tied.confidence <= 0.6
+    assert fuse(split, FusionSettings(prior={"yes_no": {"no": 0.9}}), "yes_no").best_guess == "no"
 
 
-def test_calibrated_fusion_is_never_below_the_blind_prior_where_it_was_fitted() -> None:
+def test_the_blind_prior_is_a_baseline_beside_fusion_never_a_voter() -> None:
     rng = random.Random(4)
     records = []
     for n in range(200):
@@ -140,10 +158,11 @@ def test_calibrated_fusion_is_never_below_the_blind_prior_where_it_was_fitted() 
         expert = ExpertAnswer(answer=said, confidence=0.9, score=float(said == truth))
         records.append(yes_no(n, truth, {"guesser": expert}))
     result = calibrate(records)
-    assert result.fitted.experts["prior"] == pytest.approx(0.8, abs=0.06)
-    assert result.fitted.fused_fitted >= result.fitted.experts["prior"]
-    assert result.held_out is not None
-    assert result.held_out.fused_fitted >= result.held_out.experts["prior"]
+    assert result.fitted.prior == pytest.approx(0.8, abs=0.06)  # reported as the baseline
+    assert set(result.fitted.experts) == {"guesser"}
+    # Fusion answers only what the guesser said (or abstains): the prior cannot answer for it.
+    assert result.fitted.fused_fitted <= result.fitted.experts["guesser"] + 1e-9
+    assert result.held_out is not None and result.held_out.prior is not None
     assert result.weights.prior["yes_no"]["yes"] > 0.7
 
 
@@ -153,9 +172,9 @@ def test_the_fused_map_applies_only_to_decisions_of_experts_the_fit_saw() -> Non
 
     fitted = FusionSettings(
         calibration={"seen": CalibrationMap()},  # identity, but fitted
-        fused_calibration=CalibrationMap(method="platt", a=1.0, b=3.0),  # pushes support up
+        fused_calibration=CalibrationMap(method="platt", a=1.0, b=-3.0),  # pulls support down
     )
     seen = fuse([Evidence(expert="seen", answer="cat", confidence=0.6)], fitted)
     unseen = fuse([Evidence(expert="plugin", answer="cat", confidence=0.6)], fitted)
-    assert seen.confidence > 0.9  # the fit's map
+    assert seen.confidence < 0.1  # the fit's map
     assert unseen.confidence == pytest.approx(0.6)  # a map learned elsewhere does not apply

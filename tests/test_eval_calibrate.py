@@ -11,7 +11,6 @@ from sensorium import FusionSettings, Settings, UserError
 from sensorium.evals import calibrate, check_weights, held_out_split
 from sensorium.evals.calibrate import replay
 from sensorium.evals.results import ExpertAnswer, SampleRecord
-from sensorium.graphs.fusion import PRIOR_EXPERT
 from sensorium.tools.profiles import ROLES
 
 
@@ -51,8 +50,9 @@ def test_fitted_fusion_beats_every_single_expert_and_uniform_fusion() -> None:
     result = calibrate(records, min_kind_samples=10)
     assert uniform == 0.0  # the confident coin flip wins every uniform vote
     assert result.fitted.experts["colours"] == result.fitted.experts["classify"] == 0.5
-    assert result.fitted.best_single == "prior"  # one answer per kind here: a perfect prior
-    assert result.fitted.fused_fitted == 1.0
+    assert result.fitted.prior == 1.0  # one answer per kind here: a perfect blind baseline
+    assert "prior" not in result.fitted.experts  # a baseline, never an expert
+    assert result.fitted.fused_fitted == 1.0  # each expert trusted in its speciality
     # Calibrated per kind, each expert's confidence says how often it is right there.
     fitted = FusionSettings.model_validate(
         result.weights.model_dump(exclude={"fitted_on", "abstain_below"})
@@ -169,7 +169,7 @@ def test_checking_weights_scores_them_beside_the_experts_and_the_prior() -> None
     ]
     checked = check_weights(fresh, weights)
     assert checked.samples == 20 and checked.fused_fitted == 1.0
-    assert checked.experts["prior"] == 1.0 and checked.experts["noise"] == 1.0
+    assert checked.prior == 1.0 and checked.experts["noise"] == 1.0
     # Its map learned that it is always wrong; here it is right: the check shows the fit
     # does not transfer to this data.
     assert checked.ece_fitted["noise"] > 0.9 > 0.1 > checked.ece_as_run["noise"]
@@ -179,7 +179,7 @@ def test_checking_weights_scores_them_beside_the_experts_and_the_prior() -> None
 
 def test_the_lite_profile_ships_a_fit_for_its_own_experts(tmp_path: Path) -> None:
     lite = Settings().fusion
-    experts = {name for names in ROLES["lite"].values() for name in names} | {PRIOR_EXPERT}
+    experts = {name for names in ROLES["lite"].values() for name in names}
     assert lite.calibration and lite.prior and lite.fused_calibration
     assert {"answer_question", "colours"} <= set(lite.calibration) <= experts
     assert set(lite.weights) <= experts  # a renamed expert must not lose its map silently

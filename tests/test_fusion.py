@@ -251,7 +251,7 @@ def test_no_evidence_at_all_abstains() -> None:
     assert decision.best_guess is None
     assert decision.confidence == 0.0
     assert decision.votes == []
-    assert decision.reason == "no expert could answer this question"
+    assert decision.reason == "no expert was asked"
 
 
 def test_only_failures_abstain_naming_the_failed_experts() -> None:
@@ -308,17 +308,81 @@ def test_decision_is_never_more_confident_than_its_most_confident_voter() -> Non
         assert decision.answer is not None
 
 
+def random_turns(seed: int, count: int = 300) -> list[tuple[list[Evidence], str]]:
+    rng = random.Random(seed)
+    answers = ["cat", "egyptian cat", "dog", "yes", "no", "2", "two", "red", "white", "circle"]
+    experts = ["classify", "caption", "colours", "answer_question", "plugin"]
+    kinds = ["yes_no", "count", "colour", "shape", "what", "animal", "other"]
+    return [
+        (
+            [
+                said(expert, rng.choice(answers), rng.choice([0.0, 1.0, rng.random()]))
+                for expert in rng.sample(experts, rng.randint(1, len(experts)))
+            ],
+            rng.choice(kinds),
+        )
+        for _ in range(count)
+    ]
+
+
+def fit_written_by_calibrate() -> FusionSettings:
+    """A fit `eval calibrate` writes, from records where the experts are mostly wrong."""
+    from sensorium.evals.calibrate import calibrate
+    from sensorium.evals.results import ExpertAnswer, SampleRecord
+
+    rng = random.Random(3)
+    records = []
+    for n in range(300):
+        truth = rng.choice(["yes", "no"])
+        experts = {
+            name: ExpertAnswer(answer=said, confidence=rng.random(), score=float(said == truth))
+            for name in ("answer_question", "classify")
+            for said in [rng.choice(["yes", "no"])]
+        }
+        records.append(
+            SampleRecord(
+                key=f"k:{n}", id=f"s{n}", task="vqa", kind="yes_no", expected=[truth],
+                experts=experts, answer_metric="answer_match",
+            )
+        )  # fmt: skip
+    weights = calibrate(records, min_kind_samples=20).weights
+    return FusionSettings.model_validate(
+        weights.model_dump(exclude={"fitted_on"}, exclude_none=True)
+    )
+
+
+@pytest.mark.parametrize("fit", ["shipped", "written by eval calibrate"])
+def test_a_fitted_decision_is_never_surer_than_its_surest_calibrated_expert(fit: str) -> None:
+    from sensorium.graphs.fusion import CONFIDENCE_CEILING, CONFIDENCE_FLOOR
+
+    settings = (
+        FusionSettings().for_profile("lite") if fit == "shipped" else fit_written_by_calibrate()
+    )
+    assert settings.fused_calibration is not None  # the fit's maps are loaded
+    settings = settings.model_copy(update={"abstain_below": 0.0})
+    for evidence, kind in random_turns(11):
+        decision = fuse(evidence, settings, kind)
+        supporters = [v.confidence for v in decision.votes if v.supports_answer]
+        # (a decision says at least the floor, even when its experts are nearly always wrong)
+        bound = max([*supporters, CONFIDENCE_FLOOR])
+        assert decision.confidence <= bound + 1e-12, (evidence, kind, decision)
+        assert CONFIDENCE_FLOOR <= decision.confidence <= CONFIDENCE_CEILING
+        assert all(v.confidence <= CONFIDENCE_CEILING for v in decision.votes)
+        assert f"{decision.confidence:.0%}" not in ("0%", "100%")
+
+
 # Answers at different specificity: a more specific answer supports its general form.
 
 
 def test_a_more_specific_answer_supports_its_general_form() -> None:
     decision = fuse([said("classify", "cat", 0.96), said("answer_question", "Egyptian cat", 1.0)])
-    # "cat" is backed by both experts: (0.96 + 1.0) / 2; "egyptian cat" by one: 1.0 / 2.
+    # "cat" is backed by both experts: (0.96 + 0.99) / 2 (no expert is taken at 100%);
+    # "egyptian cat" by one: 0.99 / 2.
     assert decision.answer == "cat"
-    assert decision.confidence == pytest.approx(0.98)
+    assert decision.confidence == pytest.approx(0.975)
     assert decision.agreement == pytest.approx(1.0)
     assert decision.more_specific == "Egyptian cat"
-    assert decision.more_specific_confidence == pytest.approx(0.5)
+    assert decision.more_specific_confidence == pytest.approx(0.495)
     assert decision.runner_up is None  # a more specific reading is not a competing answer
     assert decision.runner_up_confidence == 0.0
     assert [(v.expert, v.supports_answer) for v in decision.votes] == [

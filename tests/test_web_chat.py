@@ -171,6 +171,11 @@ def test_upload_ask_and_watch_the_evidence_fill_in(
     experts = {row[0]: row for row in rows}
     assert {"classify", "answer_question"} <= set(experts), rows
     assert experts["classify"][1] == "cat" and float(experts["classify"][2]) > 0.5
+    # One confidence per answer, the calibrated one; the expert's own only on hover.
+    titles = page.evaluate(
+        "[...document.querySelectorAll('.evidence-row')].map(row => row.cells[2].title)"
+    )
+    assert any(title.startswith("calibrated; the expert's own: ") for title in titles), titles
     assert (
         "decided: cat" in page.evaluate("document.querySelector('.provenance').textContent").lower()
     )

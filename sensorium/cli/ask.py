@@ -35,6 +35,12 @@ def ask(
             "--boxes", dir_okay=False, help="Save the image with the boxes experts found (PNG)."
         ),
     ] = None,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw", help="Also show each expert's own (uncalibrated) confidence, labelled raw."
+        ),
+    ] = False,
     no_llm: NoLlmOption = False,
     config: ConfigOption = None,
     debug: DebugOption = False,
@@ -54,7 +60,7 @@ def ask(
     if as_json:
         typer.echo(json.dumps(result.summary(), ensure_ascii=False))
     else:
-        show_turn(out, result)
+        show_turn(out, result, raw=raw)
 
 
 def draw_boxes(agent: Agent, result: TurnResult) -> Image.Image | None:

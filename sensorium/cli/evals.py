@@ -321,13 +321,11 @@ def show_calibration(result: Calibration) -> None:
 
 def show_accuracy(splits: dict[str, SplitScores]) -> None:
     """Fused accuracy as run and fitted beside the best single expert and the prior."""
-    from sensorium.graphs.fusion import PRIOR_EXPERT
-
     table = Table()
     for column in ("split", "n", "fused as run", "fused, fitted", "best single expert", "prior"):
         table.add_column(column, justify="left" if column == "split" else "right")
     for label, scores in splits.items():
-        prior = scores.experts.get(PRIOR_EXPERT)
+        prior = scores.prior
         table.add_row(
             label,
             str(scores.samples),
