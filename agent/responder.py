@@ -2,9 +2,11 @@
 
 When experts ran, the reply states each fused decision and the experts behind it. An LLM's
 closing text (or its phrasing of a single decision) is used only when it carries the decided
-answers, and the provenance is kept beside it: a small model can polish wording but never alter
-what the experts decided. When no expert ran, the reply is the LLM's own answer (marked as
-such), a refusal that lists what the experts can do, or a request for an image.
+answers and adds nothing to them (`sensorium.agent.grounding`), and the provenance is kept
+beside it: a model may reword what the experts decided, never alter or embellish it. When no
+expert ran, the reply is the LLM's own answer (marked as such), a refusal that lists what the
+experts can do, a request for an image, or, for a question that needs no image and no LLM
+trusted to answer it, a sentence that says so.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
+from sensorium.agent.grounding import grounding_sources, ungrounded_words
 from sensorium.agent.llm import describe_llm_failure, naming_the_server
 from sensorium.agent.prompts import (
     OWN_ANSWER_NOTE,
@@ -25,6 +28,13 @@ from sensorium.graphs import Decision, Plan, Reply, normalise_answer
 from sensorium.tools import Evidence, Registry
 
 NEEDS_IMAGE = "I need an image to answer that: attach one (--image PATH)."
+IMAGES_ONLY = "I answer questions about images; configure an LLM for other questions"
+# No square brackets: the CLI prints replies as rich markup, which takes "[llm]" for a tag.
+WHERE_LLM = "see llm.backend in docs/configuration.md"
+NO_LLM_FOR_TEXT = f"{IMAGES_ONLY} ({WHERE_LLM})."
+# Measured (docs/configuration.md): it answered none of three such questions right.
+PACKAGED_LLM_FOR_TEXT = f"{IMAGES_ONLY} (the packaged SmolLM2 answers them wrongly; {WHERE_LLM})."
+LLM_GAVE_NO_ANSWER = "I answer questions about images; the LLM for other questions gave no answer."
 NO_EXPERT_FITS = "I found no expert for that request"
 # The router reads English only; a request it cannot place may well be one an LLM could.
 ROUTER_LANGUAGE_HINT = (
@@ -48,11 +58,20 @@ class AgentResponder:
     Args:
         chat_model: an LLM to phrase replies and answer text-only questions (None: templates)
         registry: the enabled experts, named when a request is declined
+        text_answers: whether `chat_model` may answer questions that need no image (its
+            answers cannot be checked against any expert); False for the packaged SmolLM2
     """
 
-    def __init__(self, chat_model: BaseChatModel | None = None, registry: Registry | None = None):
+    def __init__(
+        self,
+        chat_model: BaseChatModel | None = None,
+        registry: Registry | None = None,
+        *,
+        text_answers: bool = True,
+    ):
         self.chat_model = chat_model
         self.capabilities = capabilities(registry) if registry is not None else ""
+        self.text_answers = text_answers
 
     def respond(
         self, question: str, decisions: list[Decision], evidence: list[Evidence], plan: Plan
@@ -76,7 +95,7 @@ class AgentResponder:
         template = template_reply(question, decisions, evidence, plan)
         answered = [d for d in decisions if not d.abstained and d.answer]
         own = plan.final if plan.final_source == "llm" else ""
-        if own and answered and _carries(own, answered):
+        if own and answered and _faithful(own, question, answered, decisions, evidence):
             return f"{own} ({'; '.join(_provenance(d) for d in answered)})"
         if (
             own
@@ -87,7 +106,9 @@ class AgentResponder:
         ):
             return template
         phrased = self._phrase(question, answered[0], failures)
-        return f"{phrased} ({_provenance(answered[0])})" if phrased else template
+        if phrased and _faithful(phrased, question, answered, decisions, evidence):
+            return f"{phrased} ({_provenance(answered[0])})"
+        return template
 
     def _without_experts(
         self, question: str, plan: Plan, llm_usable: bool, failures: list[str]
@@ -99,23 +120,29 @@ class AgentResponder:
             return f"I can't do that{what}; I can: {self.capabilities}."
         if plan.final_kind == "no_tool":
             return f"{NO_EXPERT_FITS}; I can: {self.capabilities}. {ROUTER_LANGUAGE_HINT}"
-        if plan.final_kind == "text_only" and llm_usable:
-            answer = self._own_answer(question, failures)
-            if answer:
-                return f"{answer}\n{OWN_ANSWER_NOTE}"
-        if plan.final_kind in ("needs_image", "text_only"):
+        if plan.final_kind == "text_only":
+            return self._text_only(question, llm_usable, failures)
+        if plan.final_kind == "needs_image":
             return NEEDS_IMAGE
         return f"I can't do that; I can: {self.capabilities}."
 
+    def _text_only(self, question: str, llm_usable: bool, failures: list[str]) -> str:
+        """A question that needs no image: the LLM's own answer, marked, if one may give it."""
+        if self.chat_model is None:
+            return NO_LLM_FOR_TEXT
+        if not self.text_answers:
+            return PACKAGED_LLM_FOR_TEXT
+        answer = self._own_answer(question, failures) if llm_usable else ""
+        return f"{answer}\n{OWN_ANSWER_NOTE}" if answer else LLM_GAVE_NO_ANSWER
+
     def _phrase(self, question: str, decision: Decision, failures: list[str]) -> str:
-        """The LLM's one-sentence phrasing of a decision, or '' when it drops the answer."""
+        """The LLM's one-sentence phrasing of a decision ('' when it fails)."""
         assert self.chat_model is not None and decision.answer is not None
         messages = [
             SystemMessage(RESPONDER_SYSTEM),
             HumanMessage(responder_request(question, decision.answer, decision.confidence)),
         ]
-        first = _first_line(self.chat_model, messages, failures)
-        return first if first and _carries(first, [decision]) else ""
+        return _first_line(self.chat_model, messages, failures)
 
     def _own_answer(self, question: str, failures: list[str]) -> str:
         assert self.chat_model is not None
@@ -133,6 +160,20 @@ def _first_line(model: BaseChatModel, messages: list[BaseMessage], failures: lis
         return ""
     lines = reply.text.strip().splitlines()
     return lines[0].strip() if lines else ""
+
+
+def _faithful(
+    text: str,
+    question: str,
+    answered: list[Decision],
+    decisions: list[Decision],
+    evidence: list[Evidence],
+) -> bool:
+    """Whether an LLM's text about decisions states every decided answer and adds nothing."""
+    if not _carries(text, answered):
+        return False
+    sources = grounding_sources(question, decisions, evidence)
+    return not ungrounded_words(text, sources, [d.answer or "" for d in answered])
 
 
 def _carries(text: str, decisions: list[Decision]) -> bool:

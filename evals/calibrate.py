@@ -56,10 +56,10 @@ from sensorium.tools import Evidence, UserError
 
 POWERS = (1, 2, 4, 8)
 
-FitOn = Literal["all", "train"]
-
 ABSTAIN_MARGIN = 0.01
 """How much accuracy never abstaining must add before a fit gives up abstaining."""
+
+FitOn = Literal["all", "train"]
 
 
 class Candidate(BaseModel):
@@ -73,6 +73,7 @@ class Candidate(BaseModel):
     kind_calibration: dict[str, dict[str, CalibrationMap]] = {}
     fused_calibration: CalibrationMap | None = None
     prior: dict[str, dict[str, float]] = {}
+    domains: dict[str, FittedWeights] = {}
 
     def settings(self) -> FusionSettings:
         """Fusion settings that apply these weights and maps (unknown experts get none)."""
@@ -84,6 +85,7 @@ class Candidate(BaseModel):
             kind_calibration=self.kind_calibration,
             fused_calibration=self.fused_calibration,
             prior=self.prior,
+            domains=self.domains,
         )
         if self.abstain_below is not None:
             settings.abstain_below = self.abstain_below
@@ -113,6 +115,7 @@ class Calibration(BaseModel):
     chosen: str
     fitted: SplitScores
     held_out: SplitScores | None
+    domains: dict[str, Calibration] = {}  # each kind of picture's own fit, where data allows
 
 
 def load_run_records(run_dir: Path) -> list[SampleRecord]:
@@ -124,16 +127,44 @@ def load_run_records(run_dir: Path) -> list[SampleRecord]:
     return list(read_records(run_dir / RECORDS_FILE, key).values())
 
 
+MIN_DOMAIN_SAMPLES = 100
+"""Samples a kind of picture needs for a fit of its own (else the pooled fit serves it)."""
+
+
 def calibrate(
     records: Sequence[SampleRecord],
     *,
     holdout: float = 0.3,
     min_kind_samples: int = 20,
     fit_on: FitOn = "all",
+    min_domain_samples: int = MIN_DOMAIN_SAMPLES,
 ) -> Calibration:
     """Fit maps, a prior and weights; measure generalisation by refitting without a held-out
     split. `fit_on="train"` writes that refit (the held-out samples never seen), so the
-    held-out scores are the written weights' own; "all" writes the fit on every sample."""
+    held-out scores are the written weights' own; "all" writes the fit on every sample.
+
+    Calibration does not travel across domains: where the records come from more than one
+    kind of picture (photo, graphic), each with `min_domain_samples` scored samples gets a fit
+    of its own the same way (its own held-out split), which fusion uses for such pictures."""
+    pooled = _calibrate(records, holdout, min_kind_samples, fit_on)
+    by_domain: dict[str, list[SampleRecord]] = defaultdict(list)
+    for record in records:
+        if record.domain and record.expected and record.experts and not record.error:
+            by_domain[record.domain].append(record)
+    if len(by_domain) < 2:
+        return pooled
+    domains = {
+        domain: _calibrate(group, holdout, min_kind_samples, fit_on)
+        for domain, group in sorted(by_domain.items())
+        if len(group) >= min_domain_samples
+    }
+    pooled.weights.domains = {domain: fit.weights for domain, fit in domains.items()}
+    return pooled.model_copy(update={"domains": domains})
+
+
+def _calibrate(
+    records: Sequence[SampleRecord], holdout: float, min_kind_samples: int, fit_on: FitOn
+) -> Calibration:
     usable = [r for r in records if r.expected and r.experts and not r.error]
     if len(usable) < 10:
         raise UserError(
@@ -221,6 +252,7 @@ def replay(record: SampleRecord, settings: FusionSettings) -> float:
 
 
 def _decide(record: SampleRecord, settings: FusionSettings) -> Decision:
+    settings = settings.for_domain(record.domain)
     evidence = [
         Evidence(
             expert=name, answer=answer.answer, confidence=answer.confidence, error=answer.error
@@ -411,7 +443,8 @@ def _outcomes(records: list[SampleRecord], chosen: Candidate | None) -> Outcomes
             if answer.answer and not answer.error and answer.score is not None:
                 confidence = answer.confidence
                 if settings is not None:
-                    confidence = settings.calibrated(name, confidence, record.kind)
+                    own = settings.for_domain(record.domain)
+                    confidence = own.calibrated(name, confidence, record.kind)
                 pairs[name].append((confidence, answer.score))
         if settings is None and record.fused and record.fused.answer:
             if not record.fused.abstained:

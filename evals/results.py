@@ -35,6 +35,7 @@ class SampleRecord(BaseModel):
     image: str | None = Field(None, description="the image path (for reports)")
     prompt: str = Field("", description="the question, request or query")
     kind: str | None = Field(None, description="the question's kind (yes_no, colour, ...)")
+    domain: str | None = Field(None, description="the image's kind: 'photo' or 'graphic'")
     expected: list[str] = Field(
         default_factory=list, description="answers, references, relevant images or tools"
     )

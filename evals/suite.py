@@ -123,6 +123,11 @@ class VqaRow(Row):
     image: str
     question: str = Field(min_length=1)
     answers: list[str] = Field(min_length=1)
+    options: list[str] = Field(
+        default_factory=list,
+        description="the choices a multiple-choice question offered (recorded; not yet shown "
+        "to the experts)",
+    )
 
 
 class CaptionRow(Row):

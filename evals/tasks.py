@@ -56,8 +56,14 @@ def run_vqa(agent: Agent, suite: Suite, row: Row, key: str) -> SampleRecord:
     experts = suite.file.experts or default_experts(agent, "vqa")
     result, latency = _timed_turn(agent, row.question, [image], experts)
     record = _answers(agent, result, row.answers, key, row.id, suite, latency)
+    domain = agent.images.domain(result.images[0]) if result.images else None
     return record.model_copy(
-        update={"image": str(image), "prompt": row.question, "kind": question_kind(row.question)}
+        update={
+            "image": str(image),
+            "prompt": row.question,
+            "kind": question_kind(row.question),
+            "domain": domain,
+        }
     )
 
 

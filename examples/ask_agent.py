@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    python examples/ask_agent.py            # with the configured LLM (SmolLM2 by default)
+    python examples/ask_agent.py            # with the configured LLM (none by default)
     python examples/ask_agent.py --no-llm   # router + template replies, no LLM
 """
 

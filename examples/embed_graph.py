@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    python examples/embed_graph.py            # with the configured LLM (SmolLM2 by default)
+    python examples/embed_graph.py            # with the configured LLM (none by default)
     python examples/embed_graph.py --no-llm   # router + template replies, no LLM
 
 The graph carries images by reference: put each image in the image store the graph's

@@ -267,7 +267,7 @@ def compile_graph(
         voters = [e for e in answering if registry.get(e.expert).takes_question] or answering
         asked = [c.arguments.get("question") for c in calls if c.arguments.get("question")]
         kind = question_kind(str(asked[0]) if asked else question)
-        return fuse_by_image(voters, fusion, kind)
+        return fuse_by_image(voters, fusion, kind, context.images.domain)
 
     def respond(state: TurnState) -> dict[str, Any]:
         plan = state.get("plan", Plan())

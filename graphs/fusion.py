@@ -21,13 +21,13 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cache, lru_cache
 from importlib.resources import files
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from sensorium.graphs.calibration import CalibrationMap
 from sensorium.graphs.normalize import normalise_answer
@@ -82,6 +82,12 @@ class FusionSettings(BaseModel):
         "file)",
     )
 
+    domains: dict[str, FittedWeights] = Field(
+        default_factory=dict,
+        description="per kind of picture ('photo', 'graphic'): a fit of its own, used for "
+        "decisions about such pictures in place of the fit above (from a weights file)",
+    )
+
     builtin_fit: bool = Field(
         True,
         description="without a weights_file: use the maps, prior and weights that ship for the "
@@ -105,16 +111,48 @@ class FusionSettings(BaseModel):
         merged._merge(fitted)
         return merged
 
+    def for_domain(self, domain: str | None) -> FusionSettings:
+        """These settings for decisions about one kind of picture: its own fit where one was
+        made (calibration does not travel across domains), else these."""
+        fit = self.domains.get(domain or "")
+        if fit is None:
+            return self
+        if domain not in self._per_domain:
+            chosen = self.model_copy(deep=True)
+            chosen._merge(fit)
+            self._per_domain[domain or ""] = chosen
+        return self._per_domain[domain or ""]
+
     def _merge(self, fitted: FittedWeights) -> None:
-        """Take a fit's values where configuration set none (configured keys win)."""
-        self.weights = fitted.weights | self.weights
-        self.kind_weights = fitted.kind_weights | self.kind_weights
-        if fitted.abstain_below is not None and "abstain_below" not in self.model_fields_set:
+        """Take a fit's values where configuration set none (configured keys win). A later
+        merge (a domain's fit) replaces the earlier fit's values, never configured ones."""
+        own = self._configured = self._configured or {
+            name: getattr(self, name) for name in _FITTED_FIELDS
+        } | {"threshold_configured": "abstain_below" in self.model_fields_set}
+        self.weights = fitted.weights | own["weights"]
+        self.kind_weights = fitted.kind_weights | own["kind_weights"]
+        if fitted.abstain_below is not None and not own["threshold_configured"]:
             self.abstain_below = fitted.abstain_below
-        self.calibration = fitted.calibration | self.calibration
-        self.kind_calibration = fitted.kind_calibration | self.kind_calibration
-        self.fused_calibration = self.fused_calibration or fitted.fused_calibration
-        self.prior = fitted.prior | self.prior
+        else:
+            self.abstain_below = own["abstain_below"]
+        self.calibration = fitted.calibration | own["calibration"]
+        self.kind_calibration = fitted.kind_calibration | own["kind_calibration"]
+        self.fused_calibration = own["fused_calibration"] or fitted.fused_calibration
+        self.prior = fitted.prior | own["prior"]
+        self.domains = fitted.domains | own["domains"]
+        self._per_domain = {}
+
+    # What configuration set before any fit was merged beneath it.
+    _configured: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _per_domain: dict[str, FusionSettings] = PrivateAttr(default_factory=dict)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when they say the same (not when they were assembled the same way)."""
+        if not isinstance(other, FusionSettings):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like every pydantic model
 
     def prior_share(self, answer: str, kind: str | None) -> float:
         """How often a (normalised) answer was right for this kind of question in training
@@ -154,9 +192,26 @@ class FittedWeights(BaseModel):
     kind_calibration: dict[str, dict[str, CalibrationMap]] = Field(default_factory=dict)
     fused_calibration: CalibrationMap | None = None
     prior: dict[str, dict[str, float]] = Field(default_factory=dict)
+    domains: dict[str, FittedWeights] = Field(
+        default_factory=dict,
+        description="per kind of picture ('photo', 'graphic'): a fit made on that domain's "
+        "samples alone, used for its decisions in place of this one",
+    )
     fitted_on: dict[str, object] = Field(
         default_factory=dict, description="the run, its samples and the scores behind the fit"
     )
+
+
+_FITTED_FIELDS = (
+    "abstain_below",
+    "weights",
+    "kind_weights",
+    "calibration",
+    "kind_calibration",
+    "fused_calibration",
+    "prior",
+    "domains",
+)
 
 
 @cache
@@ -353,13 +408,21 @@ def _confidence_of(votes: list[Vote], normalised: str, answer: str) -> float:
 
 
 def fuse_by_image(
-    evidence: Iterable[Evidence], settings: FusionSettings | None = None, kind: str | None = None
+    evidence: Iterable[Evidence],
+    settings: FusionSettings | None = None,
+    kind: str | None = None,
+    domain_of: Callable[[str], str] | None = None,
 ) -> list[Decision]:
-    """One decision per image, in the order the images first appear."""
+    """One decision per image, in the order the images first appear; `domain_of` says what
+    kind of picture an image is (its sha256 -> 'photo' or 'graphic'), which picks the fit."""
+    settings = settings or FusionSettings()
     groups: dict[str | None, list[Evidence]] = {}
     for item in evidence:
         groups.setdefault(item.image, []).append(item)
-    return [fuse(items, settings, kind) for items in groups.values()]
+    return [
+        fuse(items, settings.for_domain(domain_of(image) if domain_of and image else None), kind)
+        for image, items in groups.items()
+    ]
 
 
 # Specificity. An open answer implies more general answers: English noun phrases put the head

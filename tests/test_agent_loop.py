@@ -11,10 +11,10 @@ import pytest
 from conftest import EXAMPLE_IMAGES, ScriptedChatModel, call
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-from sensorium import Agent, ModelUnavailableError, Settings
+from sensorium import Agent, LLMSettings, ModelUnavailableError, Settings
 from sensorium.agent import ReplyEvent, ToolCallEvent
 from sensorium.agent.events import DecisionEvent, EvidenceEvent, TokenEvent
-from sensorium.agent.responder import NEEDS_IMAGE
+from sensorium.agent.responder import NEEDS_IMAGE, NO_LLM_FOR_TEXT, PACKAGED_LLM_FOR_TEXT
 
 Script = Callable[[list[BaseMessage]], str | AIMessage]
 Scripted = Callable[[Script], ScriptedChatModel]
@@ -200,7 +200,13 @@ def test_without_an_llm_the_router_answers_and_declines(settings: Settings, chel
     assert drawing.evidence == [] and drawing.plan.calls == []
     assert drawing.reply.startswith("I can't do that (image generation); I can: ")
     assert "describe an image in one sentence" in drawing.reply
-    assert agent.ask("What is the capital of France?").reply.startswith("I need an image")
+    # A question for no image, and no LLM to answer it: one honest sentence, not "attach one".
+    france = agent.ask("What is the capital of France?")
+    assert france.reply == (
+        "I answer questions about images; configure an LLM for other questions "
+        "(see llm.backend in docs/configuration.md)."
+    )
+    assert france.answered_by == "nobody" and not france.evidence
 
 
 def test_a_dead_llm_hands_the_turn_to_the_router(
@@ -322,3 +328,52 @@ def test_without_images_only_experts_that_need_none_are_offered(
     assert set(offered) == {"retrieve"}
     # Nothing to name, so no image argument a small model could fill with a made-up URL.
     assert "image" not in offered["retrieve"]["function"]["parameters"]["properties"]
+
+
+def test_a_capable_llm_replies_in_the_users_language_with_the_decided_answer(
+    settings: Settings, scripted: Scripted, chelsea: Path
+) -> None:
+    model = scripted(steps(calls(call("classify", image="1")), "C'est un chat (cat)."))
+    result = Agent(settings, chat_model=model).ask("Quel animal est-ce ?", [chelsea])
+    assert result.answer == "cat"
+    assert (
+        result.reply.startswith("C'est un chat (cat). (cat: ") and "from classify" in result.reply
+    )
+    # The planner is asked for that: the user's language, the experts' answers, nothing more.
+    system = str(model.calls[0][0].content)
+    assert "in the user's language" in system and "nothing more" in system
+
+
+def test_a_capable_llms_embellished_reply_gives_way_to_the_template(
+    settings: Settings, scripted: Scripted, chelsea: Path
+) -> None:
+    embellished = "C'est un chat (cat), un animal adorable qui aime jouer."
+    model = scripted(steps(calls(call("classify", image="1")), embellished))
+    result = Agent(settings, chat_model=model).ask("Quel animal est-ce ?", [chelsea])
+    assert result.answer == "cat" and embellished not in result.reply
+    assert result.reply.startswith("Cat. (") and result.reply.endswith("from classify)")
+
+
+def test_the_default_agent_has_no_llm_and_declines_text_only_questions_honestly(
+    tmp_path: Path, chelsea: Path
+) -> None:
+    agent = Agent(Settings(data_dir=tmp_path / "data"))  # chat_model="auto": the default backend
+    assert agent.chat_model is None and agent.warnings == []
+    assert agent.ask("What animal is this?", [chelsea]).reply.startswith("Cat. (")
+    assert agent.ask("Who wrote Hamlet?").reply == NO_LLM_FOR_TEXT
+
+
+def test_the_packaged_smollm2_neither_plans_nor_answers_text_only_questions(
+    settings: Settings, scripted: Scripted, chelsea: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opted into (`llm.backend = "smollm2"`), it only rewords decisions, under the check."""
+    model = scripted(lambda messages: "The cat is a friendly, fluffy little creature.")
+    monkeypatch.setattr("sensorium.agent.agent.load_chat_model", lambda llm, host: model)
+    settings.llm = LLMSettings(backend="smollm2")
+    agent = Agent(settings)
+    assert agent.chat_model is model and agent.planner.source == "router"
+    france = agent.ask("What is the capital of France?")
+    assert france.reply == PACKAGED_LLM_FOR_TEXT and not model.calls
+    cat = agent.ask("What animal is this?", [chelsea])
+    assert len(model.calls) == 1  # asked to word the decision; it embellished, so:
+    assert cat.reply.startswith("Cat. (") and "fluffy" not in cat.reply

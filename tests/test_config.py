@@ -73,10 +73,11 @@ def test_defaults(clean_env: dict[str, str], tmp_path: Path) -> None:
     assert settings.profile == "lite"
     assert settings.device == "auto"
     assert settings.tools is None
-    assert settings.llm.backend == "smollm2"
+    assert settings.llm.backend == "none"  # the packaged SmolLM2 is opt-in (configuration.md)
     assert settings.planner.max_tools == 3
     assert settings.fusion.weights == builtin_fit("lite").weights  # type: ignore[union-attr]
-    assert settings.fusion.abstain_below == 0.25
+    chosen = builtin_fit("lite").abstain_below  # type: ignore[union-attr]
+    assert settings.fusion.abstain_below == (0.25 if chosen is None else chosen)
     assert settings.data_dir == tmp_path / "data"  # SENSORIUM_DATA_DIR, set by conftest
 
 

@@ -262,3 +262,15 @@ def test_a_yes_no_question_about_a_shape_is_tested_against_the_other_shapes(
     )
     assert evidence.answer in {"yes", "no"}
     assert evidence.payload["subject"] == "circle"
+
+
+def test_a_thing_named_by_the_head_of_class_names_is_judged_not_skipped() -> None:
+    """ "Is there a clock?": ImageNet has wall, analog and digital clocks, none named "clock"
+    alone; a head word counts within the realm of exact matches (a hot dog is no dog)."""
+    from sensorium.tools.classifier import subject_classes
+    from sensorium.tools.imagenet import class_names
+
+    clocks = {class_names()[i] for i in subject_classes("clock")}
+    assert clocks == {"analog clock", "digital clock", "wall clock"}
+    cats = {class_names()[i] for i in subject_classes("cat")}
+    assert "Madagascar cat" not in cats and "tabby" in cats

@@ -1,4 +1,4 @@
-"""The default LLM runs out of process: its build is portable, and a crash, a hang or a model
+"""The local LLM runs out of process: its build is portable, and a crash, a hang or a model
 that cannot load costs one request (the turn falls back to the router), never the agent."""
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ def test_the_llm_process_ends_with_the_agent_process_even_when_it_is_killed(
         from sensorium import LLMSettings
         from sensorium.agent import load_chat_model
         from sensorium.tools import ModelHost
-        model = load_chat_model(LLMSettings(), ModelHost("cpu"))
+        model = load_chat_model(LLMSettings(backend="smollm2"), ModelHost("cpu"))
         model.server.ready()
         print(model.server.pid, flush=True)
         import time; time.sleep(600)

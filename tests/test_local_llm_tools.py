@@ -68,9 +68,9 @@ COLOUR_QUESTION = [SYSTEM, HumanMessage("What colour is the car in img1?")]
 
 @pytest.fixture(scope="module")
 def model() -> Iterator[ChatLocalLLM]:
-    """The default LLM as the agent loads it: SmolLM2 in its own process."""
+    """The local LLM as the agent loads it: SmolLM2 in its own process."""
     pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python[server]")
-    chat = load_chat_model(LLMSettings(max_tokens=64), ModelHost("cpu"))
+    chat = load_chat_model(LLMSettings(backend="smollm2", max_tokens=64), ModelHost("cpu"))
     assert isinstance(chat, ChatLocalLLM)
     assert chat.server.chat_format == FUNCTION_CALLING_FORMAT
     yield chat

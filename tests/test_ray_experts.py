@@ -278,13 +278,12 @@ def test_another_cluster_needs_its_token_in_the_settings(
         ({"RAY_AUTH_TOKEN": "not the cluster's token"}, "refused the token"),
         ({"SENSORIUM_EXPERTS__AUTH_TOKEN_FILE": str(tmp_path / "missing")}, "cannot read"),
     ):
-        started = time.monotonic()
         refused = status(**extra)
         assert refused.returncode == 1, refused.stdout
+        # Said by the token check before ray.init (whose retries end in "cannot reach").
         assert says in refused.stderr, refused.stderr
         assert "SENSORIUM_EXPERTS__AUTH_TOKEN_FILE" in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
-        assert time.monotonic() - started < 15  # not Ray's 20 s of retries
     joined = status(SENSORIUM_EXPERTS__AUTH_TOKEN_FILE=cluster.token_file)
     assert joined.returncode == 0, joined.stderr
     assert json.loads(joined.stdout)["address"] == cluster.address

@@ -83,10 +83,16 @@ def subject_probability(probs: np.ndarray, subject: str) -> float | None:
 
 
 def subject_classes(subject: str) -> list[int]:
-    """ImageNet classes a subject names: by everyday word ("cat") or by class name."""
+    """ImageNet classes a subject names: by everyday word ("cat") or by class name; failing
+    both, the objects whose name it heads ("clock": wall, analog and digital clocks). Never
+    animals by head word: a Madagascar cat is a lemur, a sea lion no lion."""
     forms = {subject, subject[:-1] if subject.endswith("s") else subject}
+    names = class_names()
+    exact = [
+        i for i, name in enumerate(names) if everyday_name(i) in forms or name.lower() in forms
+    ]
+    if exact:
+        return exact
     return [
-        i
-        for i, name in enumerate(class_names())
-        if everyday_name(i) in forms or name.lower() in forms
+        i for i, name in enumerate(names) if not is_animal(i) and name.lower().split()[-1] in forms
     ]

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from sensorium.tools.domain import ImageDomain, image_domain
 from sensorium.tools.errors import ImageInputError
 from sensorium.tools.evidence import ImageRef
 
@@ -38,6 +39,7 @@ class ImageStore:
         self.root = Path(root)
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes
+        self._domains: dict[str, ImageDomain] = {}
 
     def _object_path(self, sha256: str) -> Path:
         # Keys come from clients too (an HTTP path, a replica's call): never a path of theirs.
@@ -133,6 +135,14 @@ class ImageStore:
                 return image.convert("RGB")
         except OSError:
             raise _damaged(path) from None
+
+    def domain(self, ref: ImageRef | str) -> ImageDomain:
+        """Whether a stored image is a photograph or a flat graphic (decoded once, then
+        remembered: fusion asks for every decision about it)."""
+        sha = ref.sha256 if isinstance(ref, ImageRef) else ref
+        if sha not in self._domains:
+            self._domains[sha] = image_domain(self.load(sha))
+        return self._domains[sha]
 
     def _decode(self, data: bytes, label: str) -> Image.Image:
         try:

@@ -307,16 +307,20 @@ def check_command(
         show_ece(scores, label, {})
 
 
-def show_calibration(result: Calibration) -> None:
-    """Accuracy of each expert, fusion as run, and fusion with the fitted weights."""
-    out.print(f"chosen weighting: {result.chosen}", highlight=False)
+def show_calibration(result: Calibration, domain: str = "") -> None:
+    """Accuracy of each expert, fusion as run, and fusion with the fitted weights; then the
+    same for each kind of picture that got a fit of its own."""
+    title = f"{domain} pictures: " if domain else ("all pictures: " if result.domains else "")
+    out.print(f"{title}chosen weighting: {result.chosen}", highlight=False)
     splits = {"fitted on": result.fitted, "held out": result.held_out}
     show_accuracy({label: scores for label, scores in splits.items() if scores is not None})
     maps = result.weights.calibration | (
         {"fused": result.weights.fused_calibration} if result.weights.fused_calibration else {}
     )
     where = "held out" if result.held_out else "fitted on (no held-out split)"
-    show_ece(result.held_out or result.fitted, where, maps)
+    show_ece(result.held_out or result.fitted, f"{domain} {where}".strip(), maps)
+    for name, own in result.domains.items():
+        show_calibration(own, name)
 
 
 def show_accuracy(splits: dict[str, SplitScores]) -> None:

@@ -95,22 +95,22 @@ def evidence_table(
 
 def show_reply(console: Console, result: TurnResult) -> None:
     """Print the reply and the planner's notes."""
-    console.print(result.reply, style="bold", highlight=False)
+    console.print(result.reply, style="bold", highlight=False, markup=False)
     for note in result.plan.notes:
-        console.print(f"[dim]note: {note}[/]", highlight=False)
+        console.print(f"[dim]note: {escape(note)}[/]", highlight=False)
 
 
 def show_turn(console: Console, result: TurnResult, raw: bool = False) -> None:
     """Print the reply, the evidence table and the planner's notes (`raw`: with each
     expert's own, uncalibrated confidence beside the calibrated one)."""
-    console.print(result.reply, style="bold", highlight=False)
+    console.print(result.reply, style="bold", highlight=False, markup=False)
     if result.plan.calls or result.evidence:
         table = evidence_table(
             result.plan.calls, result.evidence, result.images, result.decisions, raw
         )
         console.print(table)
     for note in result.plan.notes:
-        console.print(f"[dim]note: {note}[/]", highlight=False)
+        console.print(f"[dim]note: {escape(note)}[/]", highlight=False)
 
 
 def stream_turn(console: Console, events: Iterable[TurnEvent]) -> TurnResult:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
+
 from sensorium.cli.app import Options, err
 
 if TYPE_CHECKING:
@@ -24,5 +26,5 @@ def open_agent(config: Path | None, *, no_llm: bool = False, quiet: bool = False
     agent = Agent(settings, checkpointer=sqlite_checkpointer(settings.threads_path))
     if not quiet:
         for warning in agent.warnings:
-            err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+            err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     return agent
