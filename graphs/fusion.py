@@ -95,6 +95,10 @@ class FusionSettings(BaseModel):
         "experts' own confidences, equal weights, no prior",
     )
 
+    # What configuration set before any fit was merged beneath it, and each domain's settings.
+    _configured: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _per_domain: dict[str, FusionSettings] = PrivateAttr(default_factory=dict)
+
     @model_validator(mode="after")
     def _load_weights_file(self) -> FusionSettings:
         if self.weights_file is not None:
@@ -114,14 +118,15 @@ class FusionSettings(BaseModel):
     def for_domain(self, domain: str | None) -> FusionSettings:
         """These settings for decisions about one kind of picture: its own fit where one was
         made (calibration does not travel across domains), else these."""
-        fit = self.domains.get(domain or "")
+        key = domain or ""
+        fit = self.domains.get(key)
         if fit is None:
             return self
-        if domain not in self._per_domain:
+        if key not in self._per_domain:
             chosen = self.model_copy(deep=True)
             chosen._merge(fit)
-            self._per_domain[domain or ""] = chosen
-        return self._per_domain[domain or ""]
+            self._per_domain[key] = chosen
+        return self._per_domain[key]
 
     def _merge(self, fitted: FittedWeights) -> None:
         """Take a fit's values where configuration set none (configured keys win). A later
@@ -141,10 +146,6 @@ class FusionSettings(BaseModel):
         self.prior = fitted.prior | own["prior"]
         self.domains = fitted.domains | own["domains"]
         self._per_domain = {}
-
-    # What configuration set before any fit was merged beneath it.
-    _configured: dict[str, Any] = PrivateAttr(default_factory=dict)
-    _per_domain: dict[str, FusionSettings] = PrivateAttr(default_factory=dict)
 
     def __eq__(self, other: object) -> bool:
         """Equal when they say the same (not when they were assembled the same way)."""
