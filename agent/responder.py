@@ -29,7 +29,7 @@ from sensorium.tools import Evidence, Registry
 
 NEEDS_IMAGE = "I need an image to answer that: attach one (--image PATH)."
 IMAGES_ONLY = "I answer questions about images; configure an LLM for other questions"
-# No square brackets: the CLI prints replies as rich markup, which takes "[llm]" for a tag.
+# No square brackets: a front-end that prints replies as rich markup would take "[llm]" for a tag.
 WHERE_LLM = "see llm.backend in docs/configuration.md"
 NO_LLM_FOR_TEXT = f"{IMAGES_ONLY} ({WHERE_LLM})."
 # Measured (docs/configuration.md): it answered none of three such questions right.

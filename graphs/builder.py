@@ -39,7 +39,7 @@ from sensorium.graphs.state import (
     TurnView,
 )
 from sensorium.graphs.tracing import TRACER, in_current_context, record_expert, traced_step
-from sensorium.tools import Evidence, ImageRef, Registry, Tool, ToolContext
+from sensorium.tools import Evidence, ImageInputError, ImageRef, Registry, Tool, ToolContext
 from sensorium.tools.questions import question_kind
 
 DEFAULT_MAX_STEPS = 4
@@ -258,6 +258,13 @@ def compile_graph(
             update |= {"retrieved": retrieved, "gallery": retrieved}
         return update
 
+    def domain_of(image: str) -> str | None:
+        """Photo or graphic, for the fit; None (the pooled fit) for an image not stored here."""
+        try:
+            return context.images.domain(image)
+        except ImageInputError:
+            return None
+
     def _fuse_step(found: list[Evidence], calls: list[ToolCall], question: str) -> list[Decision]:
         answering = [
             e for e in found if e.expert in registry and registry.get(e.expert).answers_questions
@@ -267,7 +274,7 @@ def compile_graph(
         voters = [e for e in answering if registry.get(e.expert).takes_question] or answering
         asked = [c.arguments.get("question") for c in calls if c.arguments.get("question")]
         kind = question_kind(str(asked[0]) if asked else question)
-        return fuse_by_image(voters, fusion, kind, context.images.domain)
+        return fuse_by_image(voters, fusion, kind, domain_of)
 
     def respond(state: TurnState) -> dict[str, Any]:
         plan = state.get("plan", Plan())

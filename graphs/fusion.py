@@ -412,7 +412,7 @@ def fuse_by_image(
     evidence: Iterable[Evidence],
     settings: FusionSettings | None = None,
     kind: str | None = None,
-    domain_of: Callable[[str], str] | None = None,
+    domain_of: Callable[[str], str | None] | None = None,
 ) -> list[Decision]:
     """One decision per image, in the order the images first appear; `domain_of` says what
     kind of picture an image is (its sha256 -> 'photo' or 'graphic'), which picks the fit."""
