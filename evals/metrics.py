@@ -26,98 +26,23 @@
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 
 from pydantic import BaseModel
 
-# VQA
-#
-# The official VQA evaluation, GT-Vision-Lab/VQA at a013f00 ("Fixed processing answers bug",
-# PythonEvaluationTools/vqaEvaluation/vqaEval.py), with its own tables and regexes. They are
-# kept here rather than shared with the agent's answer normaliser (graphs/normalize.py) so that
-# improving the agent can never move the metric. The script is Python 2, where a pattern
-# compiled without re.UNICODE matches only ASCII digits with \d: hence re.ASCII.
+from sensorium.graphs.normalize import official_form
 
-_VQA_CONTRACTIONS = {
-    "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've",
-    "couldnt": "couldn't", "couldn'tve": "couldn't've", "couldnt've": "couldn't've",
-    "didnt": "didn't", "doesnt": "doesn't", "dont": "don't", "hadnt": "hadn't",
-    "hadnt've": "hadn't've", "hadn'tve": "hadn't've", "hasnt": "hasn't", "havent": "haven't",
-    "hed": "he'd", "hed've": "he'd've", "he'dve": "he'd've", "hes": "he's", "howd": "how'd",
-    "howll": "how'll", "hows": "how's", "Id've": "I'd've", "I'dve": "I'd've", "Im": "I'm",
-    "Ive": "I've", "isnt": "isn't", "itd": "it'd", "itd've": "it'd've", "it'dve": "it'd've",
-    "itll": "it'll", "let's": "let's", "maam": "ma'am", "mightnt": "mightn't",
-    "mightnt've": "mightn't've", "mightn'tve": "mightn't've", "mightve": "might've",
-    "mustnt": "mustn't", "mustve": "must've", "neednt": "needn't", "notve": "not've",
-    "oclock": "o'clock", "oughtnt": "oughtn't", "ow's'at": "'ow's'at", "'ows'at": "'ow's'at",
-    "'ow'sat": "'ow's'at", "shant": "shan't", "shed've": "she'd've", "she'dve": "she'd've",
-    "she's": "she's", "shouldve": "should've", "shouldnt": "shouldn't",
-    "shouldnt've": "shouldn't've", "shouldn'tve": "shouldn't've", "somebody'd": "somebodyd",
-    "somebodyd've": "somebody'd've", "somebody'dve": "somebody'd've",
-    "somebodyll": "somebody'll", "somebodys": "somebody's", "someoned": "someone'd",
-    "someoned've": "someone'd've", "someone'dve": "someone'd've", "someonell": "someone'll",
-    "someones": "someone's", "somethingd": "something'd", "somethingd've": "something'd've",
-    "something'dve": "something'd've", "somethingll": "something'll", "thats": "that's",
-    "thered": "there'd", "thered've": "there'd've", "there'dve": "there'd've",
-    "therere": "there're", "theres": "there's", "theyd": "they'd", "theyd've": "they'd've",
-    "they'dve": "they'd've", "theyll": "they'll", "theyre": "they're", "theyve": "they've",
-    "twas": "'twas", "wasnt": "wasn't", "wed've": "we'd've", "we'dve": "we'd've",
-    "weve": "we've", "werent": "weren't", "whatll": "what'll", "whatre": "what're",
-    "whats": "what's", "whatve": "what've", "whens": "when's", "whered": "where'd",
-    "wheres": "where's", "whereve": "where've", "whod": "who'd", "whod've": "who'd've",
-    "who'dve": "who'd've", "wholl": "who'll", "whos": "who's", "whove": "who've",
-    "whyll": "why'll", "whyre": "why're", "whys": "why's", "wont": "won't",
-    "wouldve": "would've", "wouldnt": "wouldn't", "wouldnt've": "wouldn't've",
-    "wouldn'tve": "wouldn't've", "yall": "y'all", "yall'll": "y'all'll", "y'allll": "y'all'll",
-    "yall'd've": "y'all'd've", "y'alld've": "y'all'd've", "y'all'dve": "y'all'd've",
-    "youd": "you'd", "youd've": "you'd've", "you'dve": "you'd've", "youll": "you'll",
-    "youre": "you're", "youve": "you've",
-}  # fmt: skip
-_VQA_MANUAL_MAP = {
-    "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
-    "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
-}  # fmt: skip
-_VQA_ARTICLES = ("a", "an", "the")
-_VQA_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)", re.ASCII)  # sic: "(?!<=", not "(?<!"
-_VQA_COMMA_STRIP = re.compile(r"(\d)(\,)(\d)", re.ASCII)
-_VQA_PUNCT = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<",
-              "@", "`", ",", "?", "!")  # fmt: skip
+# VQA: the official evaluation, GT-Vision-Lab/VQA at a013f00 ("Fixed processing answers bug",
+# PythonEvaluationTools/vqaEvaluation/vqaEval.py). Its normal form (processPunctuation, then
+# processDigitArticle) is `official_form`; tests/test_eval_metrics.py pins both against a
+# transcription of the reference, so a change to the agent's normaliser cannot move the metric
+# unnoticed.
 
 
 def _vqa_whitespace(text: str) -> str:
     """vqaEval.py's first step, for the prediction and each human answer alike."""
     return text.replace("\n", " ").replace("\t", " ").strip()
-
-
-def _vqa_punctuation(text: str) -> str:
-    """vqaEval.py's processPunctuation."""
-    out = text
-    for mark in _VQA_PUNCT:
-        # A mark touching a space, or any mark once the text has a digit comma, is deleted;
-        # otherwise it becomes a space ("black-white" -> "black white").
-        if f"{mark} " in text or f" {mark}" in text or _VQA_COMMA_STRIP.search(text):
-            out = out.replace(mark, "")
-        else:
-            out = out.replace(mark, " ")
-    # The script passes re.UNICODE (32) where re.sub takes its count: at most 32 periods go.
-    return _VQA_PERIOD_STRIP.sub("", out, count=32)
-
-
-def _vqa_digit_article(text: str) -> str:
-    """vqaEval.py's processDigitArticle: lower case, number words to digits, articles
-    dropped, then contractions restored (its table has "Im", "Ive", "Id've" and "I'dve" in
-    capitals, which never match the lower-cased words)."""
-    words = [_VQA_MANUAL_MAP.get(word, word) for word in text.lower().split()]
-    kept = [word for word in words if word not in _VQA_ARTICLES]
-    return " ".join(_VQA_CONTRACTIONS.get(word, word) for word in kept)
-
-
-def _vqa_normal_form(answer: str) -> str:
-    """An answer as vqaEval.py normalises it when the human answers differ: whitespace,
-    then processPunctuation, then processDigitArticle."""
-    return _vqa_digit_article(_vqa_punctuation(_vqa_whitespace(answer)))
 
 
 def vqa_accuracy(prediction: str | None, answers: Sequence[str]) -> float:
@@ -138,8 +63,8 @@ def vqa_accuracy(prediction: str | None, answers: Sequence[str]) -> float:
     predicted = _vqa_whitespace(prediction)
     humans = [_vqa_whitespace(answer) for answer in answers]
     if len(set(humans)) > 1:
-        humans = [_vqa_digit_article(_vqa_punctuation(answer)) for answer in humans]
-        predicted = _vqa_digit_article(_vqa_punctuation(predicted))
+        humans = [official_form(answer) for answer in humans]
+        predicted = official_form(predicted)
     # The script leaves out one answer record at a time (each has its own answer_id).
     matches = sum(answer == predicted for answer in humans)
     scores = [min(1.0, (matches - (answer == predicted)) / 3) for answer in humans]
@@ -155,8 +80,8 @@ def answer_match(prediction: str | None, answers: Sequence[str]) -> float:
     """
     if not answers:
         raise ValueError("answer_match needs at least one answer")
-    predicted = _vqa_normal_form(prediction) if prediction else ""
-    return float(bool(predicted) and any(_vqa_normal_form(a) == predicted for a in answers))
+    predicted = official_form(prediction) if prediction else ""
+    return float(bool(predicted) and any(official_form(a) == predicted for a in answers))
 
 
 # How a suite scores answers, by the metric's name (`Suite.answer_metric`).

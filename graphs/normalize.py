@@ -50,8 +50,10 @@ _NUMBERS = {
 _ARTICLES = {"a", "an", "the"}
 _PUNCTUATION = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">",
                 "<", "@", "`", ",", "?", "!"]  # fmt: skip
-_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
-_COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
+# vqaEval.py is Python 2, where a pattern compiled without re.UNICODE matches only ASCII
+# digits with \d: hence re.ASCII. "(?!<=" (not "(?<!") is sic.
+_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)", re.ASCII)
+_COMMA_STRIP = re.compile(r"(\d)(,)(\d)", re.ASCII)
 
 
 def strip_punctuation(text: str) -> str:
@@ -69,9 +71,24 @@ def strip_punctuation(text: str) -> str:
 
 
 def normalise_answer(answer: str) -> str:
-    """An answer in the official VQA normal form, so equal answers compare equal. (The
-    metric keeps its own copy of the reference's rules: evals/metrics.py.)"""
+    """An answer in the official VQA normal form, so equal answers compare equal."""
     return _normal_form(answer, _CONTRACTIONS)
+
+
+# The official script's own contraction table has "Im", "Ive", "Id've" and "I'dve" in
+# capitals, which never match the lower-cased words they are looked up with.
+_OFFICIAL_CONTRACTIONS = {
+    word: full
+    for word, full in _CONTRACTIONS.items()
+    if word not in {"im", "ive", "id've", "i'dve"}
+}
+
+
+def official_form(answer: str) -> str:
+    """`normalise_answer` to the letter of vqaEval.py (GT-Vision-Lab/VQA a013f00), quirks
+    included: the metric's form (evals/metrics.py), pinned against a transcription of the
+    reference in tests/test_eval_metrics.py."""
+    return _normal_form(answer, _OFFICIAL_CONTRACTIONS)
 
 
 def _normal_form(answer: str, contractions: dict[str, str]) -> str:
