@@ -260,6 +260,8 @@ def test_another_cluster_needs_its_token_in_the_settings(
     wrong one, is one line saying what to set; `experts.auth_token_file` joins it."""
     wrong = tmp_path / "wrong-token"
     wrong.write_text("not the cluster's token")
+    empty = tmp_path / "empty-token"
+    empty.write_text("\n")
 
     def status(**extra: str) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
@@ -277,6 +279,7 @@ def test_another_cluster_needs_its_token_in_the_settings(
         ({"SENSORIUM_EXPERTS__AUTH_TOKEN_FILE": str(wrong)}, "refused the token"),
         ({"RAY_AUTH_TOKEN": "not the cluster's token"}, "refused the token"),
         ({"SENSORIUM_EXPERTS__AUTH_TOKEN_FILE": str(tmp_path / "missing")}, "cannot read"),
+        ({"SENSORIUM_EXPERTS__AUTH_TOKEN_FILE": str(empty)}, "is empty"),
     ):
         refused = status(**extra)
         assert refused.returncode == 1, refused.stdout
